@@ -1,0 +1,24 @@
+# umi-serve: `make setup`, `make test` (see README.md).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+.PHONY: setup test lint clean
+
+setup: $(STAMP)
+
+# Re-installs only when pyproject.toml changes; otherwise `make setup` is a no-op.
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[cpu,test]'
+	@touch $(STAMP)
+
+# A private Redis server for the run (installed with apt-get if missing and root), then pytest.
+test: setup
+	scripts/with-redis.sh $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

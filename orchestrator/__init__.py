@@ -1,0 +1,1 @@
+"""The orchestrator: POST /chat runs plan -> call -> observe -> summarize over HTTP."""

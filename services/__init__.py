@@ -1,0 +1,1 @@
+"""Role services: one package per role, all built on the shared role-service core."""

@@ -1,0 +1,1 @@
+"""The backbone role service (see issue: role services). Filled in by umi.service."""

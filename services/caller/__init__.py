@@ -1,0 +1,1 @@
+"""The caller role service (see issue: role services). Filled in by umi.service."""

@@ -1,0 +1,1 @@
+"""The planner role service (see issue: role services). Filled in by umi.service."""

@@ -1,0 +1,1 @@
+"""The summarizer role service (see issue: role services). Filled in by umi.service."""

@@ -1,0 +1,64 @@
+"""Filling the templates: ``{doc}``, ``{tool_names}``, ``{history}``, ``{thought}``.
+
+The placeholders are substituted one after the other with ``str.replace`` in the order the
+reference preprocessing used (doc, tool names, history, thought), so even a tool description
+that contains a literal ``{history}`` renders exactly as it did in training.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from umi.format.templates import (
+    CUES,
+    DEFAULT_SYSTEM_PREFIX,
+    PromptRole,
+    PromptVariant,
+    template,
+)
+from umi.format.tools import ToolDoc
+from umi.format.turns import Turn, render_history
+
+
+def render_doc(tools: Iterable[ToolDoc]) -> str:
+    """Each tool's ``json.dumps`` followed by a newline."""
+    return "".join(t.render() + "\n" for t in tools)
+
+
+def render_tool_names(tools: Iterable[ToolDoc]) -> str:
+    return ", ".join(t.Name for t in tools)
+
+
+def fill_template(
+    role: PromptRole,
+    tools: Sequence[ToolDoc],
+    history: str,
+    thought: str = "",
+    variant: PromptVariant = "toolbench",
+) -> str:
+    """The template with its placeholders filled and the role's cue appended (no system prefix).
+
+    This is the ``input`` of a GLPFT sample.
+    """
+    text = template(role, variant)
+    text = text.replace("{doc}", render_doc(tools)).replace("{tool_names}", render_tool_names(tools))
+    text = text.replace("{history}", history)
+    if role == "caller":
+        text = text.replace("{thought}", thought)
+    return text + CUES[role]
+
+
+def render_prompt(
+    role: PromptRole,
+    tools: Sequence[ToolDoc],
+    history: Sequence[Turn],
+    thought: str = "",
+    variant: PromptVariant = "toolbench",
+    system_prefix: str = DEFAULT_SYSTEM_PREFIX,
+) -> str:
+    """The exact text a role model is sent: system prefix + filled template + cue.
+
+    For the caller, ``thought`` is the planner turn that precedes the call, verbatim (still
+    ending in `` Next: caller.``); that turn is normally also the last one of ``history``.
+    """
+    return system_prefix + fill_template(role, tools, render_history(history), thought, variant)

@@ -1,0 +1,79 @@
+"""Typed conversation turns and trajectories, and how history renders into a prompt.
+
+A turn is ``{"role": R, "content": str}`` with R one of ``user``, ``planner``, ``caller``,
+``observation``, ``conclusion``. The trajectory files of the reference use
+``{"from": F, "value": str}`` with ``assistant`` for the planner; both spellings are accepted.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any, Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+
+from umi.format.tools import HALLUCINATED_NAME, ToolDoc
+
+Role = Literal["user", "planner", "caller", "observation", "conclusion"]
+
+# Names as they appear in the rendered history (and in trajectory files).
+HISTORY_PREFIX: dict[str, str] = {
+    "user": "user: ",
+    "planner": "assistant: ",
+    "caller": "caller: ",
+    "observation": "observation: ",
+    "conclusion": "conclusion: ",
+}
+END_OF_TURN = "</s>"
+_FILE_ROLE = {"assistant": "planner"}
+
+
+class Turn(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, frozen=True)
+
+    role: Role = Field(validation_alias=AliasChoices("role", "from"))
+    content: str = Field(validation_alias=AliasChoices("content", "value"))
+
+    @field_validator("role", mode="before")
+    @classmethod
+    def _file_role(cls, value: Any) -> Any:
+        return _FILE_ROLE.get(value, value) if isinstance(value, str) else value
+
+    def render(self) -> str:
+        """One turn of ``{history}``. An observation carries no ``</s>``."""
+        end = "" if self.role == "observation" else END_OF_TURN
+        return HISTORY_PREFIX[self.role] + self.content + end
+
+    @property
+    def is_hallucinated_call(self) -> bool:
+        return self.role == "caller" and HALLUCINATED_NAME in self.content
+
+
+def render_history(turns: Iterable[Turn]) -> str:
+    """The turns concatenated with no separator."""
+    return "".join(t.render() for t in turns)
+
+
+def caller_turn_content(name: str, arguments: str | dict[str, Any]) -> str:
+    """The text of a caller turn: ``Action: <name>\\nAction Input: <json>``."""
+    raw = arguments if isinstance(arguments, str) else json.dumps(arguments)
+    return f"Action: {name}\nAction Input: {raw}"
+
+
+class Trajectory(BaseModel):
+    """One entry of a trajectory file (GLPFT stage-2 data)."""
+
+    tools: list[ToolDoc]
+    instruction: str = ""
+    conversations: list[Turn]
+
+    def tool_names(self) -> list[str]:
+        return [t.Name for t in self.tools]
+
+
+def last_planner_turn(turns: Sequence[Turn]) -> Turn | None:
+    for turn in reversed(turns):
+        if turn.role == "planner":
+            return turn
+    return None
