@@ -206,7 +206,7 @@ def tooldoc_from_toolbench(api: ToolBenchAPI | Mapping[str, Any]) -> ToolDoc:
     return ToolDoc(Name=name, function=cut_function(function), input=inputs)
 
 
-def to_tooldocs(tools: Iterable[ToolDoc | OpenAITool | Mapping[str, Any]]) -> list[ToolDoc]:
+def to_tooldocs(tools: Iterable[ToolDoc | OpenAITool | ToolBenchAPI | Mapping[str, Any]]) -> list[ToolDoc]:
     """Accept ToolDocs, OpenAI function tools or ToolBench API docs, in any mix."""
     docs: list[ToolDoc] = []
     for tool in tools:
@@ -214,6 +214,8 @@ def to_tooldocs(tools: Iterable[ToolDoc | OpenAITool | Mapping[str, Any]]) -> li
             docs.append(tool)
         elif isinstance(tool, OpenAITool):
             docs.append(tooldoc_from_openai(tool))
+        elif isinstance(tool, ToolBenchAPI):
+            docs.append(tooldoc_from_toolbench(tool))
         elif isinstance(tool, Mapping) and tool.get("type") == "function" and "function" in tool:
             docs.append(tooldoc_from_openai(tool))
         elif isinstance(tool, Mapping) and "api_name" in tool and "tool_name" in tool:

@@ -1,0 +1,130 @@
+"""The role API: request and response bodies of the role services.
+
+Shared by the role services (which serve it) and the orchestrator and evaluation (which call it).
+
+    planner     POST /v1/plan       PlanRequest      -> PlanResponse
+    caller      POST /v1/call       CallRequest      -> CallResponse
+    summarizer  POST /v1/summarize  SummarizeRequest -> SummarizeResponse
+    any role    POST /v1/render     (the role's request) -> RenderResponse   (no generation)
+
+With ``"stream": true`` a generating endpoint answers ``text/event-stream``: ``token`` events
+``{"text": "<delta>"}`` as they are generated, then one ``result`` event whose data is the
+whole response body, or one ``error`` event ``{"error": {...}}``.
+Errors are JSON ``{"error": {"type": str, "message": str, "field": str | null}}``; an engine
+that is not ready answers 503 with ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from umi.format.parsers import Decision
+from umi.format.tools import OpenAITool, ToolBenchAPI, ToolDoc, to_tooldocs
+from umi.format.turns import Turn
+
+ToolSpec = OpenAITool | ToolDoc | ToolBenchAPI
+
+
+class SamplingParams(BaseModel):
+    """Per-request overrides of the role's default sampling (reference: 0.5, 512 tokens)."""
+
+    model_config = ConfigDict(extra="forbid")
+    temperature: float | None = Field(default=None, ge=0.0, le=5.0)
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    max_tokens: int | None = Field(default=None, ge=1, le=32768)
+    seed: int | None = None
+
+
+class _RoleRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    history: list[Turn] = Field(description="the conversation so far, oldest first")
+    stream: bool = Field(default=False, description="answer with server-sent events")
+    sampling: SamplingParams | None = None
+
+
+class _ToolsRequest(_RoleRequest):
+    tools: list[ToolSpec] = Field(description="OpenAI function tools, ToolDocs or ToolBench API docs")
+
+    def tooldocs(self) -> list[ToolDoc]:
+        return to_tooldocs(self.tools)
+
+
+class PlanRequest(_ToolsRequest):
+    pass
+
+
+class CallRequest(_ToolsRequest):
+    thought: str = Field(description="the planner turn before this call, verbatim (ends in ' Next: caller.')")
+
+
+class SummarizeRequest(_RoleRequest):
+    pass
+
+
+class BackboneRequest(_ToolsRequest):
+    """The single-model baseline: one model decides, calls and concludes (POST /v1/step)."""
+
+
+class ModelInfo(BaseModel):
+    name: str
+    version: str
+
+
+class Usage(BaseModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class _RoleResponse(BaseModel):
+    text: str = Field(description="the generated text, as the model wrote it")
+    model: ModelInfo
+    usage: Usage
+    latency_ms: float
+
+
+class PlanResponse(_RoleResponse):
+    thought: str
+    next: Decision
+    turn: str = Field(description="the planner turn for the history (cut after 'Next: ...')")
+
+
+class CallResponse(_RoleResponse):
+    name: str
+    arguments: dict | None
+    arguments_raw: str
+    valid: bool
+    hallucinated: bool
+    error: str | None = None
+    turn: str = Field(description="the caller turn for the history")
+
+
+class SummarizeResponse(_RoleResponse):
+    answer: str
+
+
+class BackboneResponse(_RoleResponse):
+    thought: str
+    next: Decision
+    call: CallResponse | None = None
+    answer: str | None = None
+
+
+class RenderResponse(BaseModel):
+    prompt: str
+    prompt_tokens: int | None = None
+    truncated: bool = False
+
+
+class ErrorDetail(BaseModel):
+    type: str
+    message: str
+    field: str | None = None
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+RoleName = Literal["planner", "caller", "summarizer", "backbone"]
