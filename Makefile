@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: setup test lint clean
+.PHONY: setup test clean
 
 setup: $(STAMP)
 
@@ -22,3 +22,9 @@ test: setup
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
+
+# Benchmarks: each bench/<name>.py prints one line per figure and writes bench/results/<name>.json.
+.PHONY: bench
+bench: setup
+	@mkdir -p bench/results
+	@set -e; for b in bench/*.py; do echo "== $$b"; scripts/with-redis.sh $(BIN)/python $$b; done
