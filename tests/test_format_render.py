@@ -96,3 +96,21 @@ def test_backbone_prompt_has_empty_line_before_cue() -> None:
 def test_unknown_variant_is_an_error() -> None:
     with pytest.raises(ValueError):
         render_prompt("planner", TOOLS, [], variant="nope")  # type: ignore[arg-type]
+
+
+def test_backbone_prompt_merges_calls_and_conclusions_into_planner_turns() -> None:
+    history = [
+        Turn(role="user", content="q"),
+        Turn(role="planner", content="Look.\n Next: caller."),
+        Turn(role="caller", content='Action: a\nAction Input: {"x": "1"}'),
+        Turn(role="observation", content="42"),
+        Turn(role="planner", content="Still thinking"),
+    ]
+    prompt = render_prompt("backbone", TOOLS, history, system_prefix="")
+    assert (
+        "The conversation history is:\nuser: q</s>"
+        'assistant: Look.\nAction: a\nAction Input: {"x": "1"}</s>'
+        "observation: 42assistant: Still thinking</s>\nYou should answer" in prompt
+    )
+    # the three-model prompts keep the turns apart
+    assert "</s>caller: Action: a" in render_prompt("planner", TOOLS, history)

@@ -27,7 +27,16 @@ from umi.format.tools import (
     tooldoc_from_toolbench,
 )
 from umi.format.trajectory_file import TrajectoryFileError, load_trajectories, parse_trajectories
-from umi.format.turns import Role, Trajectory, Turn, caller_turn_content, last_planner_turn, render_history
+from umi.format.turns import (
+    Role,
+    Trajectory,
+    Turn,
+    backbone_turn,
+    caller_turn_content,
+    last_planner_turn,
+    render_backbone_history,
+    render_history,
+)
 
 __all__ = [
     "BackboneOutput", "CallerOutput", "CUES", "DEFAULT_SYSTEM_PREFIX", "Decision", "HALLUCINATED_NAME",
@@ -36,5 +45,5 @@ __all__ = [
     "VARIANTS", "build_samples", "caller_turn_content", "fill_template", "last_planner_turn",
     "load_trajectories", "parse_backbone", "parse_caller", "parse_planner", "parse_summarizer",
     "parse_trajectories", "render_doc", "render_history", "render_prompt", "render_tool_names",
-    "to_tooldocs", "tooldoc_from_openai", "tooldoc_from_toolbench",
+    "to_tooldocs", "tooldoc_from_openai", "tooldoc_from_toolbench", "backbone_turn", "render_backbone_history",
 ]

@@ -17,7 +17,7 @@ from umi.format.templates import (
     template,
 )
 from umi.format.tools import ToolDoc
-from umi.format.turns import Turn, render_history
+from umi.format.turns import Turn, render_backbone_history, render_history
 
 
 def render_doc(tools: Iterable[ToolDoc]) -> str:
@@ -60,5 +60,8 @@ def render_prompt(
 
     For the caller, ``thought`` is the planner turn that precedes the call, verbatim (still
     ending in `` Next: caller.``); that turn is normally also the last one of ``history``.
+    For the backbone, caller and conclusion turns are merged into the planner turn before them,
+    as the single model was trained (:func:`umi.format.turns.render_backbone_history`).
     """
-    return system_prefix + fill_template(role, tools, render_history(history), thought, variant)
+    rendered = render_backbone_history(history) if role == "backbone" else render_history(history)
+    return system_prefix + fill_template(role, tools, rendered, thought, variant)

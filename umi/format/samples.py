@@ -29,9 +29,8 @@ from pydantic import BaseModel
 from umi.format.render import fill_template
 from umi.format.templates import PromptRole, PromptVariant
 from umi.format.tools import HALLUCINATED_NAME
-from umi.format.turns import END_OF_TURN, HISTORY_PREFIX, Trajectory
+from umi.format.turns import GIVE_UP_MARK, Trajectory, backbone_turn, render_backbone_history
 
-GIVE_UP_MARK = "Next: give up."
 NONE_CONCLUSION = "none"
 
 
@@ -84,25 +83,13 @@ def _summarizer(traj: Trajectory, variant: PromptVariant) -> Iterator[Sample]:
 
 def _backbone(traj: Trajectory, variant: PromptVariant) -> Iterator[Sample]:
     turns = traj.conversations
-    history = ""
     for i, turn in enumerate(turns):
-        if turn.role in ("user", "observation"):
-            history += turn.render()
-            continue
         if turn.role != "planner":
-            continue  # caller and conclusion turns live inside the merged planner turn
-        following = turns[i + 1] if i + 1 < len(turns) else None
-        if GIVE_UP_MARK in turn.content:
-            merged = turn.content.replace(GIVE_UP_MARK, "").strip() + "\nconclusion: give up."
-        elif following is not None and following.role == "caller":
-            merged = turn.content.replace("Next: caller.", "").strip() + "\n" + following.content
-        elif following is not None and following.role == "conclusion":
-            merged = turn.content.replace("Next: conclusion.", "").strip() + "\nconclusion: " + following.content
-        else:
-            history += HISTORY_PREFIX["planner"] + turn.content + END_OF_TURN
             continue
-        yield Sample(input=fill_template("backbone", traj.tools, history, variant=variant), target=merged)
-        history += HISTORY_PREFIX["planner"] + merged + END_OF_TURN
+        merged = backbone_turn(turn, turns[i + 1] if i + 1 < len(turns) else None)
+        if merged is not None:
+            history = render_backbone_history(turns[:i])
+            yield Sample(input=fill_template("backbone", traj.tools, history, variant=variant), target=merged)
 
 
 _BUILDERS = {"planner": _planner, "caller": _caller, "summarizer": _summarizer, "backbone": _backbone}

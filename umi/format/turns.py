@@ -55,6 +55,38 @@ def render_history(turns: Iterable[Turn]) -> str:
     return "".join(t.render() for t in turns)
 
 
+GIVE_UP_MARK = "Next: give up."
+
+
+def backbone_turn(planner: Turn, following: Turn | None) -> str | None:
+    """The single model's turn for a planner turn: the thought merged with what follows it.
+
+    ``<thought>\nAction: ...`` (a call), ``<thought>\nconclusion: <answer>`` or
+    ``<thought>\nconclusion: give up.``; None when the planner turn decides nothing.
+    """
+    if GIVE_UP_MARK in planner.content:
+        return planner.content.replace(GIVE_UP_MARK, "").strip() + "\nconclusion: give up."
+    if following is not None and following.role == "caller":
+        return planner.content.replace("Next: caller.", "").strip() + "\n" + following.content
+    if following is not None and following.role == "conclusion":
+        return planner.content.replace("Next: conclusion.", "").strip() + "\nconclusion: " + following.content
+    return None
+
+
+def render_backbone_history(turns: Sequence[Turn]) -> str:
+    """History as the single model (backbone) was trained on it: caller and conclusion turns
+    live inside the planner turn before them (see :func:`backbone_turn`)."""
+    history = ""
+    for i, turn in enumerate(turns):
+        if turn.role in ("user", "observation"):
+            history += turn.render()
+        elif turn.role == "planner":
+            following = turns[i + 1] if i + 1 < len(turns) else None
+            merged = backbone_turn(turn, following)
+            history += HISTORY_PREFIX["planner"] + (turn.content if merged is None else merged) + END_OF_TURN
+    return history
+
+
 def caller_turn_content(name: str, arguments: str | dict[str, Any]) -> str:
     """The text of a caller turn: ``Action: <name>\\nAction Input: <json>``."""
     raw = arguments if isinstance(arguments, str) else json.dumps(arguments)
