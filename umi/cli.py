@@ -3,6 +3,7 @@
     umi samples --role ROLE FILE            GLPFT samples of one role, as JSON, to stdout
     umi render  --role ROLE FILE [--index N] the exact prompt for the next step of trajectory N
     umi serve   ROLE|orchestrator [--host H] [--port P]
+    umi eval    steps | score | chats       the paper's metrics, and end-to-end task success
 
 Bad input exits 2 with one line that names the file, the trajectory and the field.
 """
@@ -15,6 +16,8 @@ import json
 import sys
 from collections.abc import Sequence
 
+from umi.eval.cli import USER_ERRORS as EVAL_USER_ERRORS
+from umi.eval.cli import add_eval_parser
 from umi.format import (
     DEFAULT_SYSTEM_PREFIX,
     ROLES,
@@ -114,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("extra", nargs=argparse.REMAINDER, help="further options for the service")
     p.set_defaults(func=_cmd_serve)
+
+    add_eval_parser(sub)
     return parser
 
 
@@ -122,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except (TrajectoryFileError, UsageError) as exc:
+    except (TrajectoryFileError, UsageError, *EVAL_USER_ERRORS) as exc:
         print(f"umi: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:

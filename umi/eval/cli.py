@@ -1,0 +1,138 @@
+"""``umi eval steps | score | chats``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from umi.eval.chats import load_suite, run_suite
+from umi.eval.gold import gold_steps
+from umi.eval.predictions import PredictionsFileError, dump_predictions, load_predictions
+from umi.eval.report import markdown_table, write_report
+from umi.eval.score import ScoreError, ScoreResult, score
+from umi.eval.steps import build_requests, run_requests
+from umi.format import TrajectoryFileError, load_trajectories
+
+MULTI, SINGLE = "multi-model", "single-model"
+
+
+class EvalUsageError(Exception):
+    pass
+
+
+def _print_outputs(paths: dict[str, Path], runs: dict[str, ScoreResult]) -> None:
+    sys.stdout.write(markdown_table({name: r.metrics for name, r in runs.items()}))
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+
+
+def _cmd_steps(args: argparse.Namespace) -> int:
+    multi = [args.planner, args.caller, args.summarizer]
+    if any(multi) and not all(multi):
+        raise EvalUsageError("--planner, --caller and --summarizer go together (all three, or use --backbone)")
+    if not any(multi) and not args.backbone:
+        raise EvalUsageError("give the role services: --planner URL --caller URL --summarizer URL, and/or --backbone URL")
+    steps = gold_steps(load_trajectories(args.data))
+    if args.limit:
+        steps = steps[: args.limit]
+    sampling: dict[str, Any] = {"temperature": args.temperature, "max_tokens": args.max_tokens}
+    runs: dict[str, ScoreResult] = {}
+    predictions: dict[str, list[dict[str, Any]]] = {}
+    plans = []
+    if all(multi):
+        plans.append((MULTI, "multi", {"planner": args.planner, "caller": args.caller, "summarizer": args.summarizer}))
+    if args.backbone:
+        plans.append((SINGLE, "single", {"backbone": args.backbone}))
+    for name, mode, urls in plans:
+        requests = build_requests(steps, mode, sampling)
+        preds = asyncio.run(
+            run_requests(requests, urls, concurrency=args.concurrency, timeout_s=args.timeout, progress=not args.quiet, label=name)
+        )
+        runs[name] = score(steps, preds, mode)  # type: ignore[arg-type]
+        predictions[name] = dump_predictions(preds)
+    out = Path(args.out)
+    for name, preds in predictions.items():
+        pred_path = out.with_name(f"{out.stem}.{'multi' if name == MULTI else 'single'}.predictions.json")
+        pred_path.parent.mkdir(parents=True, exist_ok=True)
+        pred_path.write_text(json.dumps(preds, indent=1) + "\n", encoding="utf-8")
+    paths = write_report(runs, out, extra={"data": str(args.data), "sampling": sampling})
+    _print_outputs(paths, runs)
+    return 0
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
+    steps = gold_steps(load_trajectories(args.gold))
+    runs: dict[str, ScoreResult] = {}
+    for path in args.pred:
+        result = score(steps, load_predictions(path))
+        name = MULTI if result.mode == "multi" else SINGLE
+        if name in runs:
+            name = f"{name} ({Path(path).name})"
+        runs[name] = result
+    paths = write_report(runs, args.out, extra={"gold": str(args.gold), "predictions": [str(p) for p in args.pred]})
+    _print_outputs(paths, runs)
+    return 0
+
+
+def _cmd_chats(args: argparse.Namespace) -> int:
+    try:
+        suite = load_suite(args.suite)
+    except FileNotFoundError:
+        raise EvalUsageError(f"{args.suite}: no such suite file") from None
+    except ValueError as exc:
+        raise EvalUsageError(f"{args.suite}: not a valid suite: {str(exc).splitlines()[0]}") from None
+    headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else None
+    report = asyncio.run(
+        run_suite(suite, args.orchestrator, concurrency=args.concurrency, headers=headers, progress=not args.quiet)
+    )
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    print("| suite | tasks | task success | calls/task | latency p50 (ms) |\n|---|---:|---:|---:|---:|")
+    fmt = lambda v: "–" if v is None else f"{v:.2f}"  # noqa: E731
+    print(f"| {report.suite} | {report.tasks} | {fmt(report.success_rate)} | {fmt(report.calls_per_task)} | {fmt(report.latency_ms_p50)} |")
+    for r in report.results:
+        if not r.success:
+            print(f"  FAILED {r.id}: {'; '.join(r.reasons)}")
+    print(f"wrote {args.out}")
+    return 0
+
+
+def add_eval_parser(sub: Any) -> None:
+    p = sub.add_parser("eval", help="evaluate role services (step metrics) or the whole agent (chats)")
+    esub = p.add_subparsers(dest="eval_command", required=True, metavar="EVAL_COMMAND")
+
+    s = esub.add_parser("steps", help="teacher-forced step metrics from running role services")
+    s.add_argument("--data", required=True, help="trajectory file with the gold steps")
+    s.add_argument("--planner", help="planner service base URL")
+    s.add_argument("--caller", help="caller service base URL")
+    s.add_argument("--summarizer", help="summarizer service base URL")
+    s.add_argument("--backbone", help="single-model (backbone) service base URL")
+    s.add_argument("--out", default="eval/results.json", help="report path; .md and .png are written beside it")
+    s.add_argument("--concurrency", type=int, default=8, help="requests in flight at once (default 8)")
+    s.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (default 0: greedy)")
+    s.add_argument("--max-tokens", type=int, default=512, help="max new tokens per request (default 512)")
+    s.add_argument("--timeout", type=float, default=120.0, help="seconds per request (default 120)")
+    s.add_argument("--limit", type=int, default=0, help="evaluate only the first N gold steps")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=_cmd_steps)
+
+    c = esub.add_parser("score", help="score saved predictions against gold trajectories (no model needed)")
+    c.add_argument("--gold", required=True, help="trajectory file with the gold steps")
+    c.add_argument("--pred", required=True, action="append", help="predictions file (repeat to compare runs)")
+    c.add_argument("--out", default="eval/score.json", help="report path; .md and .png are written beside it")
+    c.set_defaults(func=_cmd_score)
+
+    h = esub.add_parser("chats", help="end-to-end task success through a running orchestrator")
+    h.add_argument("--suite", required=True, help="suite file (tasks and tools)")
+    h.add_argument("--orchestrator", required=True, help="orchestrator base URL")
+    h.add_argument("--out", default="eval/chats.json")
+    h.add_argument("--concurrency", type=int, default=4)
+    h.add_argument("--api-key", default=None, help="bearer key when the orchestrator requires one")
+    h.add_argument("--quiet", action="store_true")
+    h.set_defaults(func=_cmd_chats)
+
+
+USER_ERRORS = (EvalUsageError, PredictionsFileError, ScoreError, TrajectoryFileError)
