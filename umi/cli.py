@@ -2,7 +2,7 @@
 
     umi samples --role ROLE FILE            GLPFT samples of one role, as JSON, to stdout
     umi render  --role ROLE FILE [--index N] the exact prompt for the next step of trajectory N
-    umi serve   ROLE|orchestrator [--host H] [--port P]
+    umi serve   ROLE|orchestrator|tools [--host H] [--port P]
     umi eval    steps | score | chats       the paper's metrics, and end-to-end task success
 
 Bad input exits 2 with one line that names the file, the trajectory and the field.
@@ -38,6 +38,7 @@ SERVE_TARGETS: dict[str, str] = {
     "summarizer": "services.summarizer",
     "backbone": "services.backbone",
     "orchestrator": "orchestrator",
+    "tools": "umi.demo.tools_app",
 }
 
 

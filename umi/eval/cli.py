@@ -79,7 +79,12 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
 def _cmd_chats(args: argparse.Namespace) -> int:
     try:
-        suite = load_suite(args.suite)
+        if args.suite == "demo":
+            from umi.demo.suite import demo_suite
+
+            suite = demo_suite(args.tools_url)
+        else:
+            suite = load_suite(args.suite)
     except FileNotFoundError:
         raise EvalUsageError(f"{args.suite}: no such suite file") from None
     except ValueError as exc:
@@ -126,7 +131,8 @@ def add_eval_parser(sub: Any) -> None:
     c.set_defaults(func=_cmd_score)
 
     h = esub.add_parser("chats", help="end-to-end task success through a running orchestrator")
-    h.add_argument("--suite", required=True, help="suite file (tasks and tools)")
+    h.add_argument("--suite", required=True, help="suite file (tasks and tools), or 'demo' for the built-in demo suite")
+    h.add_argument("--tools-url", default="http://127.0.0.1:8300/tools", help="the demo tools server's /tools (for --suite demo)")
     h.add_argument("--orchestrator", required=True, help="orchestrator base URL")
     h.add_argument("--out", default="eval/chats.json")
     h.add_argument("--concurrency", type=int, default=4)
