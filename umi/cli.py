@@ -4,6 +4,8 @@
     umi render  --role ROLE FILE [--index N] the exact prompt for the next step of trajectory N
     umi serve   ROLE|orchestrator|tools [--host H] [--port P]
     umi eval    steps | score | chats       the paper's metrics, and end-to-end task success
+    umi train   --recipe FILE --out DIR     GLPFT training
+    umi demo    corpus | quality            the demo's synthetic corpus and model quality
 
 Bad input exits 2 with one line that names the file, the trajectory and the field.
 """
@@ -16,8 +18,11 @@ import json
 import sys
 from collections.abc import Sequence
 
+from umi.demo.cli import add_demo_parser
 from umi.eval.cli import USER_ERRORS as EVAL_USER_ERRORS
 from umi.eval.cli import add_eval_parser
+from umi.train.cli import USER_ERRORS as TRAIN_USER_ERRORS
+from umi.train.cli import add_train_parser
 from umi.format import (
     DEFAULT_SYSTEM_PREFIX,
     ROLES,
@@ -120,6 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_serve)
 
     add_eval_parser(sub)
+    add_train_parser(sub)
+    add_demo_parser(sub)
     return parser
 
 
@@ -128,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except (TrajectoryFileError, UsageError, *EVAL_USER_ERRORS) as exc:
+    except (TrajectoryFileError, UsageError, *EVAL_USER_ERRORS, *TRAIN_USER_ERRORS) as exc:
         print(f"umi: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:

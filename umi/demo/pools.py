@@ -1,0 +1,110 @@
+"""Slot-value pools of the synthetic corpus, each split into train and test parts.
+
+One fifth of every open pool (cities, currency codes, tickers, words, numbers, dates) is kept
+for the test split only, so a model that passes the test split copies values from the question
+and the observations instead of remembering them.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from umi.demo.tool_data import CURRENCY_PER_USD, LANGUAGES
+
+T = TypeVar("T")
+
+CITIES = (
+    "Oslo Paris Tokyo Lima Rome Berlin Madrid Lisbon Vienna Prague Warsaw Dublin London Athens Cairo Nairobi "
+    "Lagos Accra Dakar Tunis Algiers Casablanca Johannesburg Cape Town Durban Mumbai Delhi Chennai Kolkata "
+    "Bangalore Karachi Lahore Dhaka Kathmandu Colombo Bangkok Hanoi Manila Jakarta Singapore Seoul Busan "
+    "Osaka Kyoto Beijing Shanghai Shenzhen Taipei Sydney Melbourne Perth Brisbane Auckland Wellington Toronto "
+    "Montreal Vancouver Calgary Chicago Boston Seattle Denver Austin Dallas Houston Miami Atlanta Phoenix "
+    "San Diego Los Angeles New York Mexico City Bogota Quito Santiago Buenos Aires Montevideo Caracas Havana "
+    "Reykjavik Helsinki Stockholm Copenhagen Tallinn Riga Vilnius Minsk Kyiv Bucharest Sofia Belgrade Zagreb "
+    "Budapest Bratislava Ljubljana Zurich Geneva Munich Hamburg Cologne Frankfurt Amsterdam Rotterdam Brussels "
+    "Antwerp Lyon Marseille Nice Porto Seville Valencia Barcelona Milan Naples Turin Florence Venice Istanbul "
+    "Ankara Tehran Baghdad Riyadh Jeddah Doha Dubai Muscat Amman Beirut Tbilisi Yerevan Baku Tashkent Almaty"
+)
+_TWO_WORD = ("Cape Town", "San Diego", "Los Angeles", "New York", "Mexico City", "Buenos Aires")
+WORDS = (
+    "house tree river book window garden bread water apple chair table street mountain cloud friend school "
+    "music light night morning letter market bridge forest island summer winter flower bottle mirror pencil "
+    "kitchen doctor teacher village castle candle silver golden yellow orange purple ocean desert valley "
+    "harbor engine ticket guitar camera pillow blanket button carpet basket rocket planet spider rabbit turtle "
+    "dragon tiger monkey eagle shadow thunder breeze meadow pepper butter cheese honey sugar coffee lemon cherry"
+).split()
+STOCK_TICKERS_SEEDED = 160
+AMOUNTS = 400
+
+
+def _cities() -> list[str]:
+    text = CITIES
+    out = list(_TWO_WORD)
+    for name in _TWO_WORD:
+        text = text.replace(name, "")
+    out += text.split()
+    return sorted(set(out))
+
+
+@dataclass(frozen=True)
+class Pool(Generic[T]):
+    train: tuple[T, ...]
+    test: tuple[T, ...]
+
+    def pick(self, rng: random.Random, split: str) -> T:
+        return rng.choice(self.train if split == "train" else self.test)
+
+    def pick_two(self, rng: random.Random, split: str) -> tuple[T, T]:
+        a, b = rng.sample(self.train if split == "train" else self.test, 2)
+        return a, b
+
+
+def split_pool(values: list[T], seed: int, test_fraction: float = 0.2) -> Pool[T]:
+    values = sorted(set(values), key=str)
+    random.Random(seed).shuffle(values)
+    cut = max(2, int(len(values) * test_fraction))
+    return Pool(train=tuple(values[cut:]), test=tuple(values[:cut]))
+
+
+def _tickers(rng: random.Random) -> list[str]:
+    letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    out: set[str] = set()
+    while len(out) < STOCK_TICKERS_SEEDED:
+        out.add("".join(rng.choice(letters) for _ in range(rng.choice((3, 4)))))
+    return sorted(out)
+
+
+def _numbers(rng: random.Random) -> list[int]:
+    out: set[int] = set()
+    while len(out) < AMOUNTS:
+        out.add(rng.choice((rng.randint(2, 99), rng.randint(100, 999), rng.randint(1000, 9999))))
+    return sorted(out)
+
+
+def _dates(rng: random.Random) -> list[str]:
+    return sorted({f"2026-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}" for _ in range(220)})
+
+
+@dataclass(frozen=True)
+class Pools:
+    cities: Pool[str]
+    currencies: Pool[str]
+    tickers: Pool[str]
+    words: Pool[str]
+    numbers: Pool[int]
+    dates: Pool[str]
+    languages: tuple[str, ...] = LANGUAGES
+
+
+def make_pools(seed: int) -> Pools:
+    rng = random.Random(seed)
+    return Pools(
+        cities=split_pool(_cities(), seed + 1),
+        currencies=split_pool(list(CURRENCY_PER_USD), seed + 2),
+        tickers=split_pool(_tickers(rng), seed + 3),
+        words=split_pool(WORDS, seed + 4),
+        numbers=split_pool(_numbers(rng), seed + 5),
+        dates=split_pool(_dates(rng), seed + 6),
+    )

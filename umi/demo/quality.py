@@ -1,0 +1,185 @@
+"""Quality of the demo models on the held-out split, in process (no services): the teacher-forced
+step metrics (via :mod:`umi.eval`) and task success of the whole loop with the real prompts,
+parsers and tool functions. ``umi demo quality`` prints it; ``make models`` records it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from umi.demo.corpus import error_observation, observation_text
+from umi.demo.tool_data import ToolInputError
+from umi.demo.tools_app import BY_NAME
+from umi.eval.gold import gold_steps
+from umi.eval.predictions import Prediction
+from umi.eval.score import score
+from umi.format import Trajectory, Turn, parse_caller, parse_planner, parse_summarizer, render_prompt
+
+MAX_NEW_TOKENS = 64
+_VALUE = re.compile(r"-?\d+(?:[.:]\d+)?")
+
+
+@dataclass
+class Generator:
+    """Greedy batched generation from one model directory."""
+
+    model: Any
+    tokenizer: Any
+
+    @classmethod
+    def load(cls, path: Path) -> "Generator":
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(path)
+        tok.padding_side = "left"
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+        return cls(model, tok)
+
+    def __call__(self, prompts: Sequence[str], batch_size: int = 32) -> list[str]:
+        import torch
+
+        out: list[str] = []
+        for start in range(0, len(prompts), batch_size):
+            enc = self.tokenizer(list(prompts[start : start + batch_size]), return_tensors="pt", padding=True)
+            with torch.no_grad():
+                gen = self.model.generate(
+                    **enc, max_new_tokens=MAX_NEW_TOKENS, do_sample=False,
+                    eos_token_id=self.tokenizer.eos_token_id, pad_token_id=self.tokenizer.pad_token_id,
+                )
+            for row in gen[:, enc["input_ids"].shape[1] :]:
+                out.append(self.tokenizer.decode(row, skip_special_tokens=True))
+        return out
+
+
+def step_predictions(models: dict[str, Generator], trajectories: Sequence[Trajectory]) -> list[Prediction]:
+    steps = gold_steps(trajectories)
+    preds: list[Prediction] = []
+    jobs: dict[str, list[tuple[str, str]]] = {"planner": [], "caller": [], "summarizer": []}
+    for s in steps:
+        jobs["planner"].append((s.id, render_prompt("planner", s.tools, s.history)))
+        if s.call is not None:
+            jobs["caller"].append((s.id, render_prompt("caller", s.tools, s.call.history, s.call.thought)))
+        if s.answer is not None:
+            jobs["summarizer"].append((s.id, render_prompt("summarizer", s.tools, s.answer.history)))
+    for role, items in jobs.items():
+        texts = models[role]([p for _, p in items])
+        preds += [Prediction(id=i, role=role, text=t) for (i, _), t in zip(items, texts)]  # type: ignore[arg-type]
+    return preds
+
+
+def _run_tool(name: str, args: dict[str, Any] | None) -> str:
+    tool = BY_NAME.get(name)
+    if tool is None:
+        return error_observation(404, f"no tool named {name!r}")
+    if args is None:
+        return error_observation(422, "arguments are not a JSON object")
+    try:
+        return observation_text(tool.run(args))
+    except (ToolInputError, KeyError, TypeError, ValueError) as exc:
+        return error_observation(400, f"{name}: {exc}")
+
+
+def run_loops(models: dict[str, Generator], trajectories: Sequence[Trajectory], max_steps: int = 8) -> list[dict[str, Any]]:
+    """The agent loop for every trajectory's question, all questions advancing together."""
+    states = [{"traj": t, "history": [t.conversations[0]], "calls": [], "status": None, "answer": None, "steps": 0}
+              for t in trajectories]
+    for _ in range(max_steps):
+        live = [s for s in states if s["status"] is None]
+        if not live:
+            break
+        plans = models["planner"]([render_prompt("planner", s["traj"].tools, s["history"]) for s in live])
+        callers, finishers = [], []
+        for s, text in zip(live, plans):
+            plan = parse_planner(text)
+            s["history"].append(Turn(role="planner", content=plan.text))
+            s["steps"] += 1
+            if plan.next == "give_up":
+                s["status"] = "gave_up"
+            elif plan.next == "conclusion":
+                finishers.append(s)
+            else:
+                callers.append(s)
+        calls = models["caller"]([render_prompt("caller", s["traj"].tools, s["history"], s["history"][-1].content) for s in callers])
+        for s, text in zip(callers, calls):
+            call = parse_caller(text, s["traj"].tool_names())
+            s["history"].append(Turn(role="caller", content=call.text))
+            s["history"].append(Turn(role="observation", content=_run_tool(call.name, call.arguments)))
+            s["calls"].append((call.name, call.arguments))
+        answers = models["summarizer"]([render_prompt("summarizer", s["traj"].tools, s["history"]) for s in finishers])
+        for s, text in zip(finishers, answers):
+            s["answer"] = parse_summarizer(text).answer
+            s["status"] = "completed"
+    return states
+
+
+def _gold(traj: Trajectory) -> tuple[str, list[tuple[str, Any]], str]:
+    turns = traj.conversations
+    status = "gave_up" if any("Next: give up." in t.content for t in turns if t.role == "planner") else "completed"
+    calls = []
+    for i, t in enumerate(turns):
+        if t.role == "caller" and i + 1 < len(turns) and '"error"' not in turns[i + 1].content[:10]:
+            c = parse_caller(t.content)
+            calls.append((c.name, c.arguments))
+    answer = next((t.content for t in turns if t.role == "conclusion"), "")
+    return status, calls, answer
+
+
+def task_success(state: dict[str, Any]) -> bool:
+    status, calls, answer = _gold(state["traj"])
+    if state["status"] != status:
+        return False
+    good_calls = [c for c in state["calls"] if c[1] is not None and not _run_tool(c[0], c[1]).startswith('{"error"')]
+    if any(c not in good_calls for c in calls):
+        return False
+    got = state["answer"] or ""
+    return all(v in got for v in _VALUE.findall(answer))
+
+
+def measure(model_dir: Path, test_file: Path, caller: str = "caller", limit: int = 0, progress: bool = True) -> dict[str, Any]:
+    from umi.format import load_trajectories
+
+    trajectories = load_trajectories(test_file)
+    if limit:
+        trajectories = trajectories[:limit]
+    models = {"planner": Generator.load(model_dir / "planner"), "caller": Generator.load(model_dir / caller),
+              "summarizer": Generator.load(model_dir / "summarizer")}
+    with tqdm(total=2, desc="quality", disable=not progress) as bar:
+        result = score(gold_steps(trajectories), step_predictions(models, trajectories), "multi")
+        bar.update(1)
+        loops = run_loops(models, trajectories)
+        bar.update(1)
+    calls = [s for s in result.steps if s.gold_name is not None]
+    exact = sum(1 for s in calls if s.pred_name == s.gold_name and s.arg_f1 == 1.0)
+    failures = [{"query": s["traj"].conversations[0].content, "status": s["status"], "calls": s["calls"], "answer": s["answer"]}
+                for s in loops if not task_success(s)]
+    return {
+        "test_file": str(test_file), "caller": caller, "trajectories": len(trajectories),
+        "metrics": result.metrics.model_dump(),
+        "arguments_exact": round(100 * exact / len(calls), 2) if calls else None,
+        "task_success": round(100 * sum(task_success(s) for s in loops) / len(loops), 2),
+        "failures": failures[:20],
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    import argparse
+
+    p = argparse.ArgumentParser()
+    p.add_argument("model_dir", type=Path)
+    p.add_argument("test_file", type=Path)
+    p.add_argument("--caller", default="caller")
+    p.add_argument("--limit", type=int, default=0)
+    a = p.parse_args(argv)
+    print(json.dumps(measure(a.model_dir, a.test_file, a.caller, a.limit), indent=2))
+
+
+if __name__ == "__main__":
+    main()

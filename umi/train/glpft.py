@@ -1,0 +1,158 @@
+"""The two GLPFT stages over a recipe.
+
+    <out>/backbone        stage 1: one model on the samples of ``stage1.roles`` mixed
+    <out>/<name>          stage 2: a copy of the backbone fine-tuned on one role's samples
+
+A model whose inputs (recipe section, data files, base model) have not changed since it was
+built is skipped. Each model directory holds ``training.json``, with the version its role
+service reports.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from umi.format import Sample, build_samples, load_trajectories
+from umi.train import loop
+from umi.train.data import Encoded, encode_sample
+from umi.train.recipe import Recipe, StageSection
+
+BACKBONE = "backbone"
+
+
+def _file_digest(paths: Sequence[str], base: Path) -> str:
+    h = hashlib.sha256()
+    for p in paths:
+        h.update((base / p).read_bytes())
+    return h.hexdigest()
+
+
+def _plain(value: Any) -> Any:
+    return value.model_dump() if hasattr(value, "model_dump") else str(value)
+
+
+def _fingerprint(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=_plain).encode()).hexdigest()[:16]
+
+
+def _samples(recipe: Recipe, stage: StageSection, roles: Sequence[str], base: Path) -> list[Sample]:
+    files = stage.data or recipe.data.train
+    trajectories = [t for f in files for t in load_trajectories(base / f)]
+    out: list[Sample] = []
+    for role in roles:
+        out += build_samples(trajectories, role, recipe.data.variant)  # type: ignore[arg-type]
+    random.Random(recipe.seed).shuffle(out)
+    return out
+
+
+def _tokenizer(recipe: Recipe, out: Path, base: Path) -> Any:
+    from transformers import AutoTokenizer
+
+    if recipe.model.init != "scratch":
+        return AutoTokenizer.from_pretrained(recipe.model.init)
+    path = out / "tokenizer"
+    if (path / "tokenizer.json").exists():
+        return AutoTokenizer.from_pretrained(path)
+    from umi.train.tokenizer import train_bpe_tokenizer
+
+    from umi.train.tokenizer import format_pieces
+
+    texts: list[str] = []
+    for role in ("planner", "caller", "summarizer", "backbone"):
+        texts += [s.input + s.target for s in _samples(recipe, recipe.stage1, [role], base)[:3000]]
+    words = list(recipe.tokenizer.whole_words)
+    if recipe.tokenizer.format_pieces:
+        files = sorted({*recipe.data.train, *(f for st in recipe.stage2.values() for f in st.data)})
+        tool_lists = {json.dumps([t.doc_dict() for t in tr.tools]): tr.tools for f in files for tr in load_trajectories(base / f)}
+        words += format_pieces(tool_lists.values())
+    tok = train_bpe_tokenizer(texts, recipe.tokenizer.vocab_size, recipe.tokenizer.split_digits, words, recipe.data.max_length)
+    tok.save_pretrained(path)
+    return tok
+
+
+def _new_model(recipe: Recipe, tokenizer: Any) -> Any:
+    import torch
+    from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(recipe.seed)
+    if recipe.model.init != "scratch":
+        dtype = getattr(torch, recipe.model.dtype)
+        return AutoModelForCausalLM.from_pretrained(recipe.model.init, dtype=dtype)
+    shape = recipe.model.scratch
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=shape.hidden_size, intermediate_size=shape.intermediate_size,
+        num_hidden_layers=shape.num_hidden_layers, num_attention_heads=shape.num_attention_heads,
+        num_key_value_heads=shape.num_attention_heads, max_position_embeddings=shape.max_position_embeddings,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+    )
+    return LlamaForCausalLM(config)
+
+
+def _prepare(model: Any, recipe: Recipe) -> Any:
+    import torch
+
+    if recipe.model.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+        model.config.use_cache = False
+    if recipe.model.lora:
+        from peft import LoraConfig, get_peft_model  # the optional `peft` package
+
+        model = get_peft_model(model, LoraConfig(
+            r=recipe.model.lora_r, lora_alpha=recipe.model.lora_alpha, lora_dropout=recipe.model.lora_dropout,
+            target_modules=recipe.model.lora_target_modules, task_type="CAUSAL_LM",
+        ))
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return model.to(device)
+
+
+def _encode(tokenizer: Any, samples: Sequence[Sample], max_length: int) -> list[Encoded]:
+    return [encode_sample(tokenizer, s, max_length) for s in samples]
+
+
+def train(recipe: Recipe, out: Path, base: Path, only: Sequence[str] = (), progress: bool = True) -> dict[str, str]:
+    """Build what is missing; returns ``{model name: "built" | "up to date"}``."""
+    from transformers import AutoModelForCausalLM
+
+    out.mkdir(parents=True, exist_ok=True)
+    status: dict[str, str] = {}
+    tokenizer = _tokenizer(recipe, out, base)
+    data_digest = _file_digest(recipe.data.train, base)
+    common = {"recipe": recipe.name, "recipe_version": recipe.version, "seed": recipe.seed}
+
+    backbone_fp = _fingerprint(recipe.model, recipe.tokenizer, recipe.data, recipe.stage1, data_digest)
+    target = out / BACKBONE
+    if loop.is_done(target, backbone_fp):
+        status[BACKBONE] = "up to date"
+    elif not only or BACKBONE in only:
+        samples = _samples(recipe, recipe.stage1, recipe.stage1.roles, base)
+        model = _prepare(_new_model(recipe, tokenizer), recipe)
+        info = {**common, "name": BACKBONE, "role": "backbone", "version": f"{recipe.version}-{backbone_fp[:8]}",
+                "fingerprint": backbone_fp, "samples": len(samples), "roles": list(recipe.stage1.roles)}
+        loop.run(model, tokenizer, _encode(tokenizer, samples, recipe.data.max_length), recipe.stage1, target,
+                 recipe.seed, f"stage 1 {BACKBONE}", progress, info)
+        status[BACKBONE] = "built"
+
+    for name, stage in recipe.stage2.items():
+        if only and name not in only:
+            continue
+        role = recipe.stage2_role(name)
+        digest = _file_digest(stage.data, base) if stage.data else data_digest
+        fp = _fingerprint(backbone_fp, name, stage, digest)
+        target = out / name
+        if loop.is_done(target, fp):
+            status[name] = "up to date"
+            continue
+        samples = _samples(recipe, stage, [role], base)
+        model = _prepare(AutoModelForCausalLM.from_pretrained(out / BACKBONE), recipe)
+        info = {**common, "name": name, "role": role, "version": f"{recipe.version}-{fp[:8]}", "fingerprint": fp,
+                "samples": len(samples), "base": BACKBONE}
+        loop.run(model, tokenizer, _encode(tokenizer, samples, recipe.data.max_length), stage, target,
+                 recipe.seed + 1, f"stage 2 {name}", progress, info)
+        status[name] = "built"
+    return status
