@@ -1,0 +1,60 @@
+"""The synthetic corpus: reproducible, held-out values, observations as the tools answer them."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from fastapi.testclient import TestClient
+
+from umi.demo.corpus import build_corpus
+from umi.demo.pools import make_pools
+from umi.demo.tools_app import create_app
+from umi.format import build_samples, parse_caller, parse_trajectories
+
+
+def test_same_seed_same_corpus_other_seed_other_corpus() -> None:
+    assert build_corpus(7, 30, "train") == build_corpus(7, 30, "train")
+    assert build_corpus(7, 30, "train") != build_corpus(8, 30, "train")
+
+
+def test_test_split_values_never_occur_in_training() -> None:
+    pools = make_pools(7)
+    for pool in (pools.cities, pools.currencies, pools.tickers, pools.words, pools.numbers, pools.dates):
+        assert not set(pool.train) & set(pool.test)
+    train_text = json.dumps(build_corpus(7, 400, "train", "v2"))
+    for city in pools.cities.test:
+        assert not re.search(rf"\b{re.escape(city)}\b", train_text), city
+    for ticker in pools.tickers.test:
+        assert f'"symbol": "{ticker}"' not in train_text.replace('\\"', '"')
+
+
+def test_observations_are_what_the_tools_server_answers() -> None:
+    client = TestClient(create_app())
+    checked = 0
+    for traj in parse_trajectories(build_corpus(7, 60, "test", "v2")):
+        turns = traj.conversations
+        for i, turn in enumerate(turns):
+            if turn.role != "caller":
+                continue
+            call = parse_caller(turn.content, traj.tool_names())
+            assert call.valid and not call.hallucinated
+            response = client.post(f"/tools/{call.name}", json=call.arguments)
+            observation = turns[i + 1].content
+            if response.status_code == 200:
+                assert observation == response.text
+            else:
+                assert json.loads(observation)["message"] == response.json()["error"]
+            checked += 1
+    assert checked > 40
+
+
+def test_mix_of_shapes_and_valid_samples() -> None:
+    corpus = parse_trajectories(build_corpus(7, 300, "train"))
+    calls = [sum(t.role == "caller" for t in traj.conversations) for traj in corpus]
+    gave_up = sum(any("Next: give up." in t.content for t in traj.conversations) for traj in corpus)
+    assert calls.count(0) > 10 and calls.count(1) > 100 and calls.count(2) > 30 and gave_up > 10
+    for role in ("planner", "caller", "summarizer", "backbone"):
+        assert build_samples(corpus, role)
+    v2 = json.dumps(build_corpus(7, 200, "train", "v2"))
+    assert '"get_population"' in v2 and "get_population" not in json.dumps(build_corpus(7, 200, "train", "v1")).replace("None of the tools can give populations", "")
