@@ -1,1 +1,28 @@
-"""The summarizer role service (see issue: role services). Filled in by umi.service."""
+"""The summarizer role service: ``POST /v1/summarize`` -> the final answer."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from umi.format import parse_summarizer
+from umi.roleapi import SummarizeRequest, SummarizeResponse
+from umi.service.entry import serve as _serve
+from umi.service.roles import ResponseMeta, RoleSpec
+
+
+def summarize_response(generated: str, request: SummarizeRequest, meta: ResponseMeta) -> SummarizeResponse:
+    return SummarizeResponse(answer=parse_summarizer(generated).answer, **meta.fields())
+
+
+ROLE = RoleSpec(
+    role="summarizer",
+    path="/v1/summarize",
+    request_model=SummarizeRequest,
+    response_model=SummarizeResponse,
+    build_response=summarize_response,
+    summary="summarizer: the final answer from the conversation",
+)
+
+
+def serve(host: str = "127.0.0.1", port: int = 8000, extra_args: Sequence[str] = ()) -> None:
+    _serve(ROLE, host, port, extra_args)
