@@ -85,7 +85,13 @@ def wait_until(check: Callable[[], bool], timeout_s: float, what: str, interval_
 
 
 def wait_ready(client: httpx.Client, timeout_s: float = READY_TIMEOUT_S) -> None:
-    wait_until(lambda: client.get("/ready").status_code == 200, timeout_s, f"{client.base_url}/ready")
+    def ready() -> bool:
+        try:
+            return client.get("/ready").status_code == 200
+        except httpx.TransportError:  # not listening yet
+            return False
+
+    wait_until(ready, timeout_s, f"{client.base_url}/ready", interval_s=0.1)
 
 
 def admin_status(client: httpx.Client) -> dict[str, Any]:
