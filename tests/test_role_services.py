@@ -229,3 +229,23 @@ def test_admin_status_names_the_engine_and_weights(clients: dict[str, httpx.Clie
     assert status["engine"]["kind"] == "url" and status["model"]["version"] == "v1"
     assert clients["caller"].get("/admin/weights").status_code == 401
     assert json.loads(clients["planner"].get("/admin/weights", headers=ADMIN).text)["engine"]["kind"] == "transformers"
+
+
+def test_url_engine_swap_gates_on_the_warm_up(clients: dict[str, httpx.Client], tiny_models: dict[str, Path]) -> None:
+    """The url engine swaps to another server (or the same one with new weights behind it) after
+    the same gate; weights the server cannot serve are refused and the old ones stay."""
+    client = clients["summarizer"]
+    engine_url = admin_status(client)["engine"]["url"]
+    # transformers serve is pinned to tiny-v1; asking it for another model fails the warm-up.
+    refused = client.post("/admin/weights", json={"path": str(tiny_models["v2"]), "engine_url": engine_url}, headers=ADMIN)
+    assert refused.status_code == 422 and refused.json()["error"]["type"] == "warmup_failed"
+    assert "pinned" in refused.json()["error"]["message"]
+    assert admin_status(client)["model"]["version"] == "v1"
+
+    r = client.post(
+        "/admin/weights", json={"path": str(tiny_models["v1"]), "version": "v1b", "engine_url": engine_url}, headers=ADMIN
+    )
+    assert r.status_code == 200 and r.json()["strategy"] == "blue_green" and r.json()["model"]["version"] == "v1b"
+    assert client.post("/v1/summarize", json={"history": HISTORY, "sampling": SHORT}).json()["model"]["version"] == "v1b"
+    back = client.post("/admin/weights/rollback", headers=ADMIN)
+    assert back.status_code == 200 and back.json()["model"]["version"] == "v1"

@@ -87,6 +87,7 @@ class EngineStartError(Exception):
 
 
 StateListener = Callable[["EngineState"], None]
+RestartListener = Callable[[], None]
 
 
 @dataclass(frozen=True)
@@ -128,7 +129,9 @@ class Engine(ABC):
         self.options = options
         self._state = EngineState.STOPPED
         self._listeners: list[StateListener] = []
+        self._restart_listeners: list[RestartListener] = []
         self.last_start_seconds: float | None = None
+        self.restarts = 0
 
     # ------------------------------------------------------------------ state
     @property
@@ -144,6 +147,14 @@ class Engine(ABC):
 
     def add_state_listener(self, listener: StateListener) -> None:
         self._listeners.append(listener)
+
+    def add_restart_listener(self, listener: RestartListener) -> None:
+        self._restart_listeners.append(listener)
+
+    def _restarting(self) -> None:
+        self.restarts += 1
+        for listener in list(self._restart_listeners):
+            listener()
 
     def retry_after_s(self) -> int:
         """A Retry-After for clients: how long the last start took, else the configured default."""

@@ -186,8 +186,6 @@ class SupervisedEngine(HttpEngine):
         self.launch = launch
         super().__init__(model_path, options, f"http://{self.host}:{self.port}")
         self.process: EngineProcess | None = None
-        self.restarts = 0
-        self.on_restart: list = []  # callables run after each restart (metrics)
 
     @abstractmethod
     def command(self) -> list[str]:
@@ -243,9 +241,7 @@ class SupervisedEngine(HttpEngine):
     async def _recover(self) -> None:
         assert self.process is not None
         self._set_state(EngineState.RESTARTING)
-        self.restarts += 1
-        for hook in self.on_restart:
-            hook()
+        self._restarting()
         code = self.process.returncode
         log.error(
             "%s engine on port %s is gone (%s); restarting. Last output:\n%s",

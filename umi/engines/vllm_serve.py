@@ -18,7 +18,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from umi.engines.base import EngineOptions
+from umi.engines.base import EngineInfo, EngineOptions
 from umi.engines.http_engine import LaunchSpec, SupervisedEngine
 
 log = logging.getLogger("umi.engine")
@@ -94,7 +94,7 @@ class VllmEngine(SupervisedEngine):
     def environment(self) -> dict[str, str]:
         return self.flags.environment()
 
-    def info(self):  # type: ignore[no-untyped-def]
+    def info(self) -> EngineInfo:
         info = super().info()
         info.extra = {"adapters": dict(self.adapters), "served_model_name": self.served_model}
         return info

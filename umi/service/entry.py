@@ -9,12 +9,14 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import uvicorn
 
 from umi.service.app import create_app
 from umi.service.roles import RoleSpec
-from umi.service.settings import SettingsProblem, load_settings
+from umi.service.settings import ServiceSettings, SettingsProblem, load_settings
+from umi.service.weights import is_hub_id
 
 EXIT_USAGE = 2
 
@@ -28,11 +30,19 @@ def _split_host_port(args: Sequence[str], host: str, port: int) -> tuple[str, in
     return known.host, known.port, rest
 
 
+def _check_local_paths(settings: ServiceSettings) -> None:
+    """A model or tokenizer that is neither a directory nor a hub id cannot start: say so now."""
+    for name, value in (("UMI_MODEL", settings.model), ("UMI_TOKENIZER", settings.tokenizer)):
+        if value and not is_hub_id(value) and not Path(value).is_dir():
+            raise SettingsProblem(f"{name}: {value}: no such directory (and not a hub id)")
+
+
 def serve(spec: RoleSpec, host: str = "127.0.0.1", port: int = 8000, extra_args: Sequence[str] = ()) -> None:
     """Run the role service in the foreground until SIGINT/SIGTERM (engines are stopped on the way out)."""
     host, port, args = _split_host_port(extra_args, host, port)
     try:
         settings = load_settings(args, prog=f"umi serve {spec.role}")
+        _check_local_paths(settings)
     except SettingsProblem as exc:
         print(f"umi serve {spec.role}: error: {exc}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE) from None

@@ -150,8 +150,7 @@ class WeightsManager:
                 self.metrics.set_engine_state(state.value)
 
         engine.add_state_listener(state_changed)
-        if hasattr(engine, "on_restart"):
-            engine.on_restart.append(lambda: self.metrics.engine_restarts.labels(self.role).inc())
+        engine.add_restart_listener(lambda: self.metrics.engine_restarts.labels(self.role).inc())
         return engine
 
     async def _stop_engine(self, engine: Engine) -> None:
@@ -219,7 +218,8 @@ class WeightsManager:
             try:
                 check_weights_path(path, kind)
             except WeightsProblem as exc:
-                self.metrics.swaps.labels(self.role, kind if kind == "lora" else (strategy or "blue_green"), "refused").inc()
+                requested = "lora" if kind == "lora" else strategy or self.settings.swap_strategy
+                self.metrics.swaps.labels(self.role, requested, "refused").inc()
                 raise ServiceError(422, "weights_not_found", str(exc), field="path") from None
             target = weights_ref(path, kind, name, version, engine_url)
             report = await self._apply(current, target, self._strategy_for(current, target, strategy), tokenizer, drain_timeout_s)
