@@ -3,6 +3,7 @@ stopped; waiting for readiness; bounded concurrent load; reading metrics."""
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -74,6 +75,14 @@ def role_service(spec: RoleSpec, settings: ServiceSettings, wait: bool = True) -
         if wait:
             wait_ready(client)
         yield client
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def wait_until(check: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 0.05) -> None:

@@ -14,7 +14,17 @@ from pathlib import Path
 
 import httpx
 import pytest
-from servers import ADMIN, admin_status, metric_value, role_service, service_settings, steady_load, wait_ready, wait_until
+from servers import (
+    ADMIN,
+    admin_status,
+    metric_value,
+    pid_alive,
+    role_service,
+    service_settings,
+    steady_load,
+    wait_ready,
+    wait_until,
+)
 
 from services import planner
 
@@ -29,14 +39,6 @@ def service(tiny_models: dict[str, Path]) -> Iterator[httpx.Client]:
     settings = service_settings(engine="transformers", model=str(tiny_models["v1"]), model_version="v1")
     with role_service(planner.ROLE, settings) as client:
         yield client
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def versions_in_order(seen: list[tuple[int, str | None]]) -> list[str]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from servers import ADMIN, ADMIN_TOKEN, wait_ready
+from servers import ADMIN, ADMIN_TOKEN, pid_alive, wait_ready
 
 from umi.engines.process import free_port
 
@@ -42,22 +42,14 @@ def test_umi_serve_planner_runs_on_the_cpu_engine_and_stops_it(tiny_models: dict
         proc.wait(timeout=60)  # uvicorn shuts down, then exits by the signal it caught
         assert "Application shutdown complete" in (tmp_path / "service.log").read_text()
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and _alive(engine_pid):
+        while time.monotonic() < deadline and pid_alive(engine_pid):
             time.sleep(0.1)
-        assert not _alive(engine_pid), "the engine outlived its service"
+        assert not pid_alive(engine_pid), "the engine outlived its service"
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
         log.close()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 @pytest.mark.parametrize("role", ["planner", "caller", "summarizer", "backbone"])

@@ -76,6 +76,13 @@ def adapter(root: Path, name: str, *markers: tuple[str, str]) -> Path:
     return path
 
 
+def marked_copy(source: Path, target: Path, marker: str) -> Path:
+    """A copy of model weights with a fake-vLLM failure marker in it."""
+    shutil.copytree(source, target)
+    (target / marker).write_text("")
+    return target
+
+
 def swap(client: httpx.Client, **body: Any) -> httpx.Response:
     return client.post("/admin/weights", json=body, headers=ADMIN)
 
@@ -253,9 +260,7 @@ def test_in_place_swap_queues_requests_during_the_pause(vllm_service: ServiceMak
 def test_in_place_swap_that_fails_to_load_restores_the_old_weights(
     vllm_service: ServiceMaker, tiny_models: dict[str, Path], tmp_path: Path
 ) -> None:
-    bad = tmp_path / "v2-bad"
-    shutil.copytree(tiny_models["v2"], bad)
-    (bad / "FAKE_LOAD_FAILS").write_text("")
+    bad = marked_copy(tiny_models["v2"], tmp_path / "v2-bad", "FAKE_LOAD_FAILS")
     with vllm_service() as client:
         r = swap(client, path=str(bad), strategy="in_place")
         assert r.status_code == 422 and r.json()["error"]["type"] == "weights_load_failed"
@@ -270,9 +275,7 @@ def test_in_place_swap_that_fails_to_load_restores_the_old_weights(
 def test_blue_green_on_vllm_refuses_weights_that_fail_the_warm_up(
     vllm_service: ServiceMaker, tiny_models: dict[str, Path], tmp_path: Path
 ) -> None:
-    bad = tmp_path / "v2-warmup-fails"
-    shutil.copytree(tiny_models["v2"], bad)
-    (bad / "FAKE_WARMUP_FAILS").write_text("")
+    bad = marked_copy(tiny_models["v2"], tmp_path / "v2-warmup-fails", "FAKE_WARMUP_FAILS")
     with vllm_service() as client:
         first_pid = admin_status(client)["engine"]["pid"]
         r = swap(client, path=str(bad), version="bad")

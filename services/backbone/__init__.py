@@ -4,12 +4,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from services.caller import call_fields
 from umi.format import parse_backbone
 from umi.roleapi import BackboneRequest, BackboneResponse, CallResponse
-from umi.service.entry import serve as _serve
+from umi.service.entry import serve_function
 from umi.service.roles import ResponseMeta, RoleSpec
 
 
@@ -29,5 +27,4 @@ ROLE = RoleSpec(
 )
 
 
-def serve(host: str = "127.0.0.1", port: int = 8000, extra_args: Sequence[str] = ()) -> None:
-    _serve(ROLE, host, port, extra_args)
+serve = serve_function(ROLE)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from umi.format import CallerOutput, parse_caller
 from umi.roleapi import CallRequest, CallResponse
-from umi.service.entry import serve as _serve
+from umi.service.entry import serve_function
 from umi.service.roles import ResponseMeta, RoleSpec
 
 
@@ -38,5 +36,4 @@ ROLE = RoleSpec(
 )
 
 
-def serve(host: str = "127.0.0.1", port: int = 8000, extra_args: Sequence[str] = ()) -> None:
-    _serve(ROLE, host, port, extra_args)
+serve = serve_function(ROLE)

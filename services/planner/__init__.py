@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from umi.format import parse_planner
 from umi.roleapi import PlanRequest, PlanResponse
-from umi.service.entry import serve as _serve
+from umi.service.entry import serve_function
 from umi.service.roles import ResponseMeta, RoleSpec
 
 
@@ -25,5 +23,4 @@ ROLE = RoleSpec(
 )
 
 
-def serve(host: str = "127.0.0.1", port: int = 8000, extra_args: Sequence[str] = ()) -> None:
-    _serve(ROLE, host, port, extra_args)
+serve = serve_function(ROLE)

@@ -9,9 +9,11 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any
+
+from pydantic import BaseModel, Field
 
 
 class EngineState(str, Enum):
@@ -106,8 +108,7 @@ class EngineOptions:
 RESTART_BACKOFF_MAX_S = 30.0
 
 
-@dataclass
-class EngineInfo:
+class EngineInfo(BaseModel):
     """What ``GET /admin/weights`` shows about an engine."""
 
     kind: str
@@ -116,7 +117,7 @@ class EngineInfo:
     model: str
     pid: int | None = None
     restarts: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = Field(default_factory=dict)
 
 
 class Engine(ABC):

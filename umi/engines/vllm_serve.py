@@ -95,9 +95,7 @@ class VllmEngine(SupervisedEngine):
         return self.flags.environment()
 
     def info(self) -> EngineInfo:
-        info = super().info()
-        info.extra = {"adapters": dict(self.adapters), "served_model_name": self.served_model}
-        return info
+        return super().info().model_copy(update={"extra": {"adapters": dict(self.adapters), "served_model_name": self.served_model}})
 
     # ------------------------------------------------------------------ LoRA
     async def _post(self, path: str, json: Any = None, params: Any = None) -> None:

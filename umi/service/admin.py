@@ -39,20 +39,6 @@ class RollbackRequest(BaseModel):
     drain_timeout_s: float | None = Field(None, gt=0)
 
 
-class EngineStatus(BaseModel):
-    kind: str
-    url: str
-    state: str
-    model: str
-    pid: int | None = None
-    restarts: int = 0
-    extra: dict = Field(default_factory=dict)
-
-    @classmethod
-    def of(cls, info: EngineInfo) -> EngineStatus:
-        return cls(**vars(info))
-
-
 class WeightsStatus(BaseModel):
     role: str
     state: str
@@ -60,7 +46,7 @@ class WeightsStatus(BaseModel):
     weights: WeightsRef | None
     served_model: str | None
     in_flight: int
-    engine: EngineStatus | None
+    engine: EngineInfo | None
     swap: SwapProgress | None  # the swap in progress
     last_swap: SwapReport | None
     history: list[WeightsRef]  # rollback goes to the last one
@@ -91,7 +77,7 @@ def admin_router(manager: WeightsManager, token: str | None) -> APIRouter:
             weights=current.weights if current else None,
             served_model=current.served_model if current else None,
             in_flight=current.in_flight if current else 0,
-            engine=EngineStatus.of(current.engine.info()) if current else None,
+            engine=current.engine.info() if current else None,
             swap=manager.progress,
             last_swap=manager.last_swap,
             history=list(manager.history),

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import uvicorn
@@ -50,6 +50,19 @@ def serve(spec: RoleSpec, host: str = "127.0.0.1", port: int = 8000, extra_args:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per engine call and health probe otherwise
     app = create_app(spec, settings)
     uvicorn.run(app, host=host, port=port, log_level=settings.log_level, timeout_graceful_shutdown=int(settings.drain_timeout_s))
+
+
+ServeFunction = Callable[..., None]
+
+
+def serve_function(spec: RoleSpec) -> ServeFunction:
+    """The ``serve(host=, port=, extra_args=)`` that ``umi serve ROLE`` calls in ``services.ROLE``."""
+
+    def serve_role(host: str = "127.0.0.1", port: int = 8000, extra_args: Sequence[str] = ()) -> None:
+        serve(spec, host, port, extra_args)
+
+    serve_role.__doc__ = f"Run the {spec.role} role service (see umi.service.entry.serve)."
+    return serve_role
 
 
 def main(spec: RoleSpec, argv: Sequence[str] | None = None) -> int:
