@@ -106,8 +106,13 @@ def make_tiny_model(out_dir: str | Path, texts: Iterable[str] | None = None, spe
     )
     torch.manual_seed(spec.seed)
     model = LlamaForCausalLM(config)
+    # Like Llama-2 checkpoints: sampling on, so a request's temperature applies (`transformers
+    # serve` samples only when the model's generation config says so; temperature 0 is greedy).
     model.generation_config = GenerationConfig(
-        bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id, pad_token_id=config.pad_token_id
+        bos_token_id=config.bos_token_id,
+        eos_token_id=config.eos_token_id,
+        pad_token_id=config.pad_token_id,
+        do_sample=True,
     )
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
