@@ -24,6 +24,7 @@ from umi.engines.base import (
     Engine,
     EngineInfo,
     EngineOptions,
+    EngineRequestError,
     EngineStartError,
     EngineState,
     EngineUnavailable,
@@ -98,17 +99,23 @@ class HttpEngine(Engine):
     async def _watch(self) -> None:
         failures = 0
         while not self._stopping:
-            gone = await self._wait_for_probe()
-            if self._stopping:
-                return
-            if not gone and await self.client.health():
-                failures = 0
-                self._on_healthy()
-                continue
-            failures = self.options.health_failures if gone else failures + 1
-            if failures >= self.options.health_failures:
-                failures = 0
-                await self._recover()
+            try:
+                gone = await self._wait_for_probe()
+                if self._stopping:
+                    return
+                if not gone and await self.client.health():
+                    failures = 0
+                    self._on_healthy()
+                    continue
+                failures = self.options.health_failures if gone else failures + 1
+                if failures >= self.options.health_failures:
+                    failures = 0
+                    await self._recover()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the watch must outlive any one failure
+                log.exception("%s engine watch: unexpected error; watching on", self.kind)
+                await asyncio.sleep(self.options.health_interval_s)
 
     def _on_healthy(self) -> None:
         """A probe answered 200."""
@@ -207,7 +214,10 @@ class SupervisedEngine(HttpEngine):
             raise EngineStartError(f"cannot start the {self.kind} engine: {exc}") from exc
         try:
             await self.wait_healthy(self.options.start_timeout_s, process)
-            await self._after_launch()
+            try:
+                await self._after_launch()
+            except (EngineUnavailable, EngineRequestError) as exc:
+                raise EngineStartError(f"the {self.kind} engine came up but its set-up failed: {exc}") from exc
         except BaseException:
             await process.stop(self.options.stop_grace_s)
             raise

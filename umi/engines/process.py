@@ -15,7 +15,7 @@ import signal
 import socket
 import sys
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 log = logging.getLogger("umi.engine")
 
@@ -29,13 +29,24 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    if sys.platform.startswith("linux"):
+def _load_prctl() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
         import ctypes
 
-        pr_set_pdeathsig = 1
-        with contextlib.suppress(Exception):
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+        return ctypes.CDLL(None, use_errno=True).prctl  # resolved here, so the child only calls it
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _load_prctl()
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec: no imports, no loading
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class EngineProcess:
@@ -120,7 +131,7 @@ class EngineProcess:
             self._signal_group(signal.SIGTERM)
             try:
                 await asyncio.wait_for(self._proc.wait(), timeout=grace_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 log.warning("%s: pid %s did not stop within %.0fs; killing it", self.label, self._proc.pid, grace_s)
                 self._signal_group(signal.SIGKILL)
                 await self._proc.wait()

@@ -127,7 +127,7 @@ class WeightsManager:
             try:
                 await engine.start()
                 await self.warm_up(deployment)
-            except (EngineStartError, EngineUnavailable, EngineRequestError) as exc:
+            except Exception as exc:  # noqa: BLE001 - keep trying; /ready says 503 meanwhile
                 log.error("%s: the engine did not start: %s; retrying in %.0fs", self.role, exc, delay)
                 await self._stop_engine(engine)
                 await asyncio.sleep(delay)
@@ -181,7 +181,7 @@ class WeightsManager:
         if self.paused:
             try:
                 await asyncio.wait_for(self._not_paused.wait(), timeout=self.settings.pause_timeout_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise EngineUnavailable("the weights are being replaced in place", self.retry_after_s()) from None
         deployment = self.current
         if deployment is None:
@@ -357,7 +357,7 @@ class WeightsManager:
         self._phase("warming up")
         try:
             await self.warm_up(deployment)
-        except (EngineUnavailable, EngineRequestError) as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever fails the warm-up refuses the swap
             raise ServiceError(422, "warmup_failed", f"the warm-up generation on the new weights failed: {exc}") from None
 
     async def _prepare(self, current: Deployment, target: WeightsRef, strategy: StrategyName, tokenizer: str | None) -> Deployment:
