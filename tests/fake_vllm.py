@@ -17,8 +17,9 @@ What it does like vLLM:
 Failure injection, by marker files in weight directories:
 ``FAKE_LOAD_FAILS`` (loading these weights or this adapter fails), ``FAKE_WARMUP_FAILS``
 (generating with them answers 500), ``FAKE_SLOW_LOAD`` (its content: seconds a load takes);
-and at run time ``POST /fake/inject {"crash_mid_request": true}``: the next completion writes
-two tokens and the process dies. ``GET /fake/state`` shows what the fake saw.
+and at run time ``POST /fake/inject``: ``{"crash_mid_request": true}``, the next completion
+writes two tokens and the process dies; ``{"hold_streams": true|false}``, streams stop after
+their first token until released. ``GET /fake/state`` shows what the fake saw.
 """
 
 from __future__ import annotations
@@ -95,6 +96,8 @@ class Fake:
         self.completions_while_sleeping = 0
         self.load_inplace_seen = False
         self.crash_next = False
+        self.streams_released = asyncio.Event()
+        self.streams_released.set()
 
     def state(self) -> dict[str, Any]:
         return {
@@ -132,7 +135,10 @@ def build_app(fake: Fake) -> FastAPI:
 
     @app.post("/fake/inject")
     async def inject(body: dict[str, Any]) -> dict[str, Any]:
-        fake.crash_next = bool(body.get("crash_mid_request"))
+        if "crash_mid_request" in body:
+            fake.crash_next = bool(body["crash_mid_request"])
+        if "hold_streams" in body:
+            (fake.streams_released.clear if body["hold_streams"] else fake.streams_released.set)()
         return {"ok": True}
 
     @app.post("/v1/completions")
@@ -172,6 +178,8 @@ def build_app(fake: Fake) -> FastAPI:
             for i, piece in enumerate(pieces):
                 if crash and i == 2:
                     os._exit(1)
+                if i == 1:
+                    await fake.streams_released.wait()
                 await asyncio.sleep(a.fake_token_delay)
                 last = i == len(pieces) - 1
                 chunk = {"id": rid, "object": "text_completion", "model": model,

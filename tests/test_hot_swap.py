@@ -145,7 +145,7 @@ def test_engine_death_answers_503_with_retry_after_then_recovers(service: httpx.
     assert metric_value(service, "umi_engine_restarts_total") == restarts + 1
 
 
-def test_admin_api_is_disabled_without_a_token(tiny_models: dict[str, Path]) -> None:
+def test_no_engine_answers_503_at_once_and_no_token_disables_admin(tiny_models: dict[str, Path]) -> None:
     # A url engine at an address where nothing listens: the service never gets ready, which
     # is also what this test needs to see: 503 with Retry-After, never a hang.
     settings = service_settings(engine="url", engine_url="http://127.0.0.1:9", model=str(tiny_models["v1"]), admin_token=None)
@@ -154,4 +154,6 @@ def test_admin_api_is_disabled_without_a_token(tiny_models: dict[str, Path]) -> 
         assert r.status_code == 403 and r.json()["error"]["type"] == "admin_disabled"
         plan = client.post("/v1/plan", json=PLAN)
         assert plan.status_code == 503 and int(plan.headers["retry-after"]) >= 1
+        streamed = client.post("/v1/plan", json={**PLAN, "stream": True})  # a plain 503, not a stream
+        assert streamed.status_code == 503 and streamed.json()["error"]["type"] == "engine_unavailable"
         assert client.get("/ready").status_code == 503

@@ -337,3 +337,48 @@ def test_swaps_the_engine_cannot_do_are_refused(vllm_service: ServiceMaker, tmp_
         assert r.status_code == 422 and r.json()["error"]["field"] == "engine_url"
         state = fake_state(client)
         assert state["env"] == {"lora_runtime": False, "dev_mode": False} and "--enable-lora" not in state["argv"]
+
+
+def test_blue_green_drains_in_flight_requests_on_the_old_engine(vllm_service: ServiceMaker, tiny_models: dict[str, Path]) -> None:
+    """A stream that runs through the switch finishes on the old engine; past the drain timeout
+    the old engine is stopped anyway and the report counts the request it abandoned."""
+    with vllm_service() as client:
+        def held_stream(out: list[Event]) -> threading.Thread:
+            def run() -> None:
+                with client.stream("POST", "/v1/plan", json={**PLAN, "stream": True}) as r:
+                    kind = None
+                    for line in r.iter_lines():
+                        if line.startswith("event: "):
+                            kind = line[7:]
+                        elif line.startswith("data: "):
+                            out.append(Event(event=kind or "message", data=line[6:]))
+            return threading.Thread(target=run)
+
+        def swap_while_held(out: list[Event], path: Path, version: str, drain_timeout_s: float) -> httpx.Response:
+            old_engine = admin_status(client)["engine"]["url"]
+            httpx.post(old_engine + "/fake/inject", json={"hold_streams": True})
+            stream = held_stream(out)
+            stream.start()
+            wait_until(lambda: admin_status(client)["in_flight"] == 1 and len(out) == 1, 30, "the held stream")
+            result: dict[str, httpx.Response] = {}
+            swapper = threading.Thread(
+                target=lambda: result.update(r=swap(client, path=str(path), version=version, drain_timeout_s=drain_timeout_s))
+            )
+            swapper.start()
+            if drain_timeout_s > 5:
+                wait_until(lambda: (admin_status(client)["swap"] or {}).get("phase") == "draining", 60, "the drain")
+                assert client.post("/v1/plan", json=PLAN).json()["model"]["version"] == version  # new requests: new weights
+                httpx.post(old_engine + "/fake/inject", json={"hold_streams": False})
+            swapper.join()
+            stream.join()
+            return result["r"]
+
+        finished: list[Event] = []
+        r = swap_while_held(finished, tiny_models["v2"], "v2", drain_timeout_s=60)
+        assert r.status_code == 200 and r.json()["drained"] is True and r.json()["abandoned_requests"] == 0
+        assert finished[-1].event == "result" and finished[-1].json()["model"]["version"] == "v1"
+
+        abandoned: list[Event] = []
+        r = swap_while_held(abandoned, tiny_models["v1"], "v1-again", drain_timeout_s=0.5)
+        assert r.status_code == 200 and r.json()["drained"] is False and r.json()["abandoned_requests"] == 1
+        assert abandoned[-1].event == "error" and abandoned[-1].json()["error"]["type"] == "engine_unavailable"
