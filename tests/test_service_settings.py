@@ -54,6 +54,7 @@ def test_auto_engine_is_transformers_without_a_gpu(monkeypatch: pytest.MonkeyPat
         (["--model", "/m", "--engine", "tgi"], "UMI_ENGINE"),
         (["--model", "/m", "--max-model-len", "3"], "UMI_MAX_MODEL_LEN"),
         (["--model", "/m", "--engine-args", "'unclosed"], "UMI_ENGINE_ARGS"),
+        (["--model", "/m", "--swap-strategy", "in_place"], "UMI_ENABLE_SLEEP_MODE"),
         (["--model", "/m", "--no-such-flag", "1"], "unrecognized arguments"),
     ],
 )

@@ -94,6 +94,8 @@ class ServiceSettings(BaseSettings):
             raise ValueError("UMI_MODEL (--model) is required: a local model directory or a hub id")
         if self.engine == "url" and not (self.model or self.tokenizer):
             raise ValueError("the url engine needs UMI_MODEL or UMI_TOKENIZER to count tokens")
+        if self.swap_strategy == "in_place" and not (self.engine in ("vllm", "auto") and self.enable_sleep_mode):
+            raise ValueError("UMI_SWAP_STRATEGY=in_place needs the vllm engine and UMI_ENABLE_SLEEP_MODE=true")
         try:
             shlex.split(self.engine_args)
             shlex.split(self.engine_command or "")

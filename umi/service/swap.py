@@ -294,20 +294,18 @@ class WeightsManager:
         log.info("%s: swapping %s %s -> %s %s (%s)", self.role, current.weights.name, current.weights.version,
                  target.name, target.version, strategy)
         try:
-            if strategy == "in_place":
-                new, ready_at, switched_at = await self._in_place(current, target, tokenizer, drain_timeout)
-            else:
-                new = await self._prepare(current, target, strategy, tokenizer)
-                ready_at = time.perf_counter()
-                self._switch(new)
-                switched_at = time.perf_counter()
-        except ServiceError:
-            self.metrics.swaps.labels(self.role, strategy, "refused").inc()
-            raise
-        finally:
-            self.progress = None
-        self.progress = SwapProgress(target=target, strategy=strategy, phase="draining", started_at=time.time())
-        try:
+            try:
+                if strategy == "in_place":
+                    new, ready_at, switched_at = await self._in_place(current, target, tokenizer, drain_timeout)
+                else:
+                    new = await self._prepare(current, target, strategy, tokenizer)
+                    ready_at = time.perf_counter()
+                    self._switch(new)
+                    switched_at = time.perf_counter()
+            except ServiceError:
+                self.metrics.swaps.labels(self.role, strategy, "refused").inc()
+                raise
+            self._phase("draining")
             drained = await current.drained(drain_timeout)
             abandoned = current.in_flight
             drained_at = time.perf_counter()
