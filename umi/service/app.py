@@ -89,6 +89,7 @@ def create_app(spec: RoleSpec, settings: ServiceSettings, factory: EngineFactory
     async def render(body: request_model) -> RenderResponse:  # type: ignore[valid-type]
         return runner.render(body)
 
+    # The body type is the role's: set it as a real class (this module's annotations are strings).
     generate.__annotations__["body"] = request_model
     render.__annotations__["body"] = request_model
     app.post(
