@@ -15,12 +15,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from servers import ADMIN, admin_status, metric_value, role_service, service_settings
+from servers import ADMIN, admin_status, metric_value, read_events, role_service, service_settings
 
 from services import backbone, caller, planner, summarizer
 from umi.format import Turn, parse_backbone, parse_caller, parse_planner, parse_summarizer, render_prompt, to_tooldocs
 from umi.service.prompt_fit import load_tokenizer
-from umi.sse import Event
 
 pytestmark = pytest.mark.engine
 
@@ -149,21 +148,12 @@ def test_long_history_is_cut_from_the_left_to_fit_the_context(clients: dict[str,
 
 
 def test_stream_sends_tokens_then_the_result(clients: dict[str, httpx.Client]) -> None:
-    events: list[Event] = []
     with clients["planner"].stream(
         "POST", "/v1/plan", json={"tools": TOOLS, "history": HISTORY[:1], "stream": True, "sampling": SHORT}
     ) as r:
         assert r.status_code == 200
         assert r.headers["content-type"].startswith("text/event-stream")
-        event, data = None, []
-        for line in r.iter_lines():
-            if line.startswith("event: "):
-                event = line[len("event: "):]
-            elif line.startswith("data: "):
-                data.append(line[len("data: "):])
-            elif line == "" and event:
-                events.append(Event(event=event, data="\n".join(data)))
-                event, data = None, []
+        events = read_events(r)
     kinds = [e.event for e in events]
     assert kinds[-1] == "result" and set(kinds[:-1]) == {"token"} and len(kinds) >= 2
     result = events[-1].json()

@@ -21,6 +21,7 @@ from servers import (
     FAKE_VLLM_COMMAND,
     admin_status,
     metric_value,
+    read_events,
     role_service,
     service_settings,
     steady_load,
@@ -296,15 +297,9 @@ def test_crash_mid_request_gives_503_or_an_error_event_then_recovers(vllm_servic
         engine_url = admin_status(client)["engine"]["url"]
 
         httpx.post(engine_url + "/fake/inject", json={"crash_mid_request": True})
-        events = []
         with client.stream("POST", "/v1/plan", json={**PLAN, "stream": True}) as r:
             assert r.status_code == 200
-            kind = None
-            for line in r.iter_lines():
-                if line.startswith("event: "):
-                    kind = line[7:]
-                elif line.startswith("data: "):
-                    events.append(Event(event=kind or "message", data=line[6:]))
+            events = read_events(r)
         assert [e.event for e in events] == ["token", "token", "error"]
         assert events[-1].json()["error"]["type"] == "engine_unavailable"
 
@@ -346,12 +341,7 @@ def test_blue_green_drains_in_flight_requests_on_the_old_engine(vllm_service: Se
         def held_stream(out: list[Event]) -> threading.Thread:
             def run() -> None:
                 with client.stream("POST", "/v1/plan", json={**PLAN, "stream": True}) as r:
-                    kind = None
-                    for line in r.iter_lines():
-                        if line.startswith("event: "):
-                            kind = line[7:]
-                        elif line.startswith("data: "):
-                            out.append(Event(event=kind or "message", data=line[6:]))
+                    read_events(r, out)
             return threading.Thread(target=run)
 
         def swap_while_held(out: list[Event], path: Path, version: str, drain_timeout_s: float) -> httpx.Response:
