@@ -1,0 +1,31 @@
+"""Engines: the OpenAI-compatible servers that generate for a role service.
+
+    vllm          ``vllm serve``, supervised subprocess (GPU); LoRA and in-place reload
+    transformers  ``transformers serve``, supervised subprocess (CPU default)
+    url           an already running OpenAI-compatible server
+"""
+
+from umi.engines.base import (
+    ENGINE_STATES,
+    Completion,
+    CompletionParams,
+    Engine,
+    EngineInfo,
+    EngineOptions,
+    EngineRequestError,
+    EngineStartError,
+    EngineState,
+    EngineUnavailable,
+    StreamEvent,
+    TextDelta,
+)
+from umi.engines.http_engine import LaunchSpec, SupervisedEngine, UrlEngine
+from umi.engines.transformers_serve import TransformersEngine
+from umi.engines.vllm_serve import VllmEngine, VllmFlags
+
+__all__ = [
+    "ENGINE_STATES", "Completion", "CompletionParams", "Engine", "EngineInfo", "EngineOptions",
+    "EngineRequestError", "EngineStartError", "EngineState", "EngineUnavailable", "LaunchSpec",
+    "StreamEvent", "SupervisedEngine", "TextDelta", "TransformersEngine", "UrlEngine", "VllmEngine",
+    "VllmFlags",
+]

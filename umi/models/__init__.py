@@ -1,0 +1,1 @@
+"""Model helpers: a tiny Llama maker for tests and demos."""

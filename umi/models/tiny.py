@@ -1,0 +1,135 @@
+"""A tiny Llama with a byte-level BPE tokenizer, saved as a normal Hugging Face model directory.
+
+Used by the tests (random weights are enough for plumbing) and reusable for demo training: the
+directory loads with ``AutoTokenizer`` / ``AutoModelForCausalLM`` and with ``transformers serve``.
+
+    python -m umi.models.tiny OUT_DIR [--text FILE] [--seed N]
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from umi.format import render_prompt
+from umi.format.tools import ToolDoc
+from umi.format.turns import Turn
+
+SPECIAL_TOKENS = ("<s>", "</s>", "<unk>", "<pad>")
+
+
+@dataclass(frozen=True)
+class TinyModelSpec:
+    """Shape of the tiny model: a few hundred thousand parameters."""
+
+    vocab_size: int = 512
+    hidden_size: int = 64
+    intermediate_size: int = 128
+    num_hidden_layers: int = 2
+    num_attention_heads: int = 4
+    max_position_embeddings: int = 1024
+    seed: int = 0
+
+
+def default_corpus() -> list[str]:
+    """Prompts in the alpha-UMi format, so the tokenizer learns its frequent pieces."""
+    tools = [ToolDoc(Name="get_weather", function="Weather by city", input={"city": "string, City name"})]
+    history = [
+        Turn(role="user", content="What is the weather in Oslo?"),
+        Turn(role="planner", content="I should call get_weather.\n Next: caller."),
+        Turn(role="caller", content='Action: get_weather\nAction Input: {"city": "Oslo"}'),
+        Turn(role="observation", content='{"temp": 3}'),
+        Turn(role="planner", content="I know the answer.\n Next: conclusion."),
+        Turn(role="conclusion", content="It is 3 degrees in Oslo."),
+    ]
+    return [
+        render_prompt(role, tools, history, thought=history[1].content)
+        for role in ("planner", "caller", "summarizer", "backbone")
+    ]
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int):  # -> PreTrainedTokenizerFast
+    """A byte-level BPE trained on ``texts``, wrapped for ``transformers`` with Llama's specials."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(list(texts), trainer=trainer)
+    from tokenizers import processors
+
+    bos_id = tokenizer.token_to_id("<s>")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", bos_id)]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        model_max_length=TinyModelSpec.max_position_embeddings,
+    )
+
+
+def make_tiny_model(out_dir: str | Path, texts: Iterable[str] | None = None, spec: TinyModelSpec | None = None) -> Path:
+    """Write a tokenizer and a randomly initialised ``LlamaForCausalLM`` to ``out_dir``."""
+    import torch
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    spec = spec or TinyModelSpec()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = train_tokenizer(texts if texts is not None else default_corpus(), spec.vocab_size)
+    tokenizer.model_max_length = spec.max_position_embeddings
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=spec.hidden_size,
+        intermediate_size=spec.intermediate_size,
+        num_hidden_layers=spec.num_hidden_layers,
+        num_attention_heads=spec.num_attention_heads,
+        num_key_value_heads=spec.num_attention_heads,
+        max_position_embeddings=spec.max_position_embeddings,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(spec.seed)
+    model = LlamaForCausalLM(config)
+    # Like Llama-2 checkpoints: sampling on, so a request's temperature applies (`transformers
+    # serve` samples only when the model's generation config says so; temperature 0 is greedy).
+    model.generation_config = GenerationConfig(
+        bos_token_id=config.bos_token_id,
+        eos_token_id=config.eos_token_id,
+        pad_token_id=config.pad_token_id,
+        do_sample=True,
+    )
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m umi.models.tiny", description=__doc__.split("\n\n")[0])
+    parser.add_argument("out_dir")
+    parser.add_argument("--text", help="a UTF-8 text file to train the tokenizer on (default: built-in prompts)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random weights")
+    args = parser.parse_args(argv)
+    texts = Path(args.text).read_text(encoding="utf-8").splitlines() if args.text else None
+    path = make_tiny_model(args.out_dir, texts, TinyModelSpec(seed=args.seed))
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,160 @@
+"""One role's request path: render the prompt, fit it, generate on the leased deployment, parse.
+
+Streaming answers ``text/event-stream`` (``umi.sse``): ``token`` events ``{"text": delta}``, then
+one ``result`` event with the whole response body, or one ``error`` event (``ErrorBody``). The
+first engine event is awaited before the answer starts, so an engine that is down still gets
+a plain 503 with Retry-After rather than a stream that fails at once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+
+from pydantic import BaseModel
+
+from umi.engines import Completion, CompletionParams, EngineRequestError, EngineUnavailable, StreamEvent, TextDelta
+from umi.format import Turn, render_prompt
+from umi.format.tools import ToolDoc
+from umi.roleapi import RenderResponse, Usage
+from umi.service.deployment import Deployment
+from umi.service.errors import ServiceError, as_service_error, error_body
+from umi.service.metrics import ServiceMetrics
+from umi.service.prompt_fit import FittedPrompt, PromptFitter, PromptTooLong
+from umi.service.roles import ResponseMeta, RoleSpec, prompt_inputs
+from umi.service.settings import ServiceSettings
+from umi.service.swap import WeightsManager
+from umi.sse import encode_event
+
+# The warm-up renders the role's own template on a tiny conversation.
+_WARMUP_TOOLS = [ToolDoc(Name="get_weather", function="Weather by city", input={"city": "string, City name"})]
+_WARMUP_HISTORY = [
+    Turn(role="user", content="What is the weather in Oslo?"),
+    Turn(role="planner", content="I should look it up.\n Next: caller."),
+]
+
+
+class RoleRunner:
+    def __init__(self, spec: RoleSpec, settings: ServiceSettings, manager: WeightsManager, metrics: ServiceMetrics) -> None:
+        self.spec = spec
+        self.settings = settings
+        self.manager = manager
+        self.metrics = metrics
+
+    # --------------------------------------------------------------- input
+    def params(self, request: BaseModel) -> CompletionParams:
+        defaults = self.spec.sampling
+        sampling = getattr(request, "sampling", None)
+        temperature = self.settings.temperature if self.settings.temperature is not None else defaults.temperature
+        max_tokens = self.settings.max_new_tokens or defaults.max_tokens
+        if sampling is not None:
+            temperature = sampling.temperature if sampling.temperature is not None else temperature
+            max_tokens = sampling.max_tokens or max_tokens
+        return CompletionParams(
+            max_tokens=max_tokens,
+            temperature=temperature,
+            stop=defaults.stop,
+            top_p=sampling.top_p if sampling is not None else None,
+            seed=sampling.seed if sampling is not None else None,
+        )
+
+    def prompt(self, request: BaseModel) -> str:
+        tools, thought = prompt_inputs(request)
+        history: list[Turn] = getattr(request, "history", [])
+        return render_prompt(self.spec.role, tools, history, thought, self.settings.prompt_variant, self.settings.system_prefix)
+
+    def fit(self, fitter: PromptFitter, prompt: str, params: CompletionParams) -> FittedPrompt:
+        try:
+            fitted = fitter.fit(prompt, params.max_tokens)
+        except PromptTooLong as exc:
+            raise ServiceError(422, "invalid_request", f"sampling.max_tokens: {exc}", "sampling.max_tokens") from None
+        if fitted.truncated:
+            self.metrics.truncations.labels(self.spec.role).inc()
+        return fitted
+
+    # -------------------------------------------------------------- render
+    def render(self, request: BaseModel) -> RenderResponse:
+        fitter = self.manager.current.fitter if self.manager.current else self.manager.fitter
+        if fitter is None:
+            raise EngineUnavailable("the tokenizer is loading", self.manager.retry_after_s())
+        fitted = self.fit(fitter, self.prompt(request), self.params(request))
+        return RenderResponse(prompt=fitted.text, prompt_tokens=fitted.tokens, truncated=fitted.truncated)
+
+    # ------------------------------------------------------------ generate
+    def _respond(
+        self, request: BaseModel, deployment: Deployment, fitted: FittedPrompt, completion: Completion, started: float
+    ) -> BaseModel:
+        prompt_tokens = completion.prompt_tokens if completion.prompt_tokens is not None else fitted.tokens
+        completion_tokens = completion.completion_tokens
+        if completion_tokens is None:
+            completion_tokens = deployment.fitter.count(completion.text, special_tokens=False)
+        self.metrics.count_tokens(prompt_tokens, completion_tokens)
+        meta = ResponseMeta(
+            text=completion.text,
+            model=deployment.weights.model_info(),
+            usage=Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens),
+            latency_ms=round((time.perf_counter() - started) * 1000, 3),
+        )
+        return self.spec.build_response(completion.text, request, meta)
+
+    async def generate(self, request: BaseModel) -> BaseModel:
+        started = time.perf_counter()
+        params = self.params(request)
+        prompt = self.prompt(request)
+        async with self.manager.serving() as deployment:
+            fitted = self.fit(deployment.fitter, prompt, params)
+            completion = await deployment.engine.complete(deployment.served_model, fitted.text, params)
+            return self._respond(request, deployment, fitted, completion, started)
+
+    async def open_stream(self, request: BaseModel) -> AsyncIterator[bytes]:
+        """Start the generation; raise before the first byte when it cannot start."""
+        started = time.perf_counter()
+        params = self.params(request)
+        prompt = self.prompt(request)
+        stack = AsyncExitStack()
+        try:
+            deployment = await stack.enter_async_context(self.manager.serving())
+            fitted = self.fit(deployment.fitter, prompt, params)
+            events = deployment.engine.stream(deployment.served_model, fitted.text, params)
+            stack.push_async_callback(events.aclose)  # type: ignore[attr-defined]
+            first = await events.__anext__()
+        except BaseException:
+            await stack.aclose()
+            raise
+        return self._sse(request, deployment, fitted, events, first, stack, started)
+
+    async def _sse(
+        self,
+        request: BaseModel,
+        deployment: Deployment,
+        fitted: FittedPrompt,
+        events: AsyncIterator[StreamEvent],
+        first: StreamEvent,
+        stack: AsyncExitStack,
+        started: float,
+    ) -> AsyncIterator[bytes]:
+        async with stack:
+            event: StreamEvent | None = first
+            try:
+                while event is not None:
+                    if isinstance(event, TextDelta):
+                        yield encode_event("token", {"text": event.text})
+                    else:
+                        body = self._respond(request, deployment, fitted, event, started)
+                        yield encode_event("result", body.model_dump(mode="json"))
+                        return
+                    event = await anext(events, None)
+            except (EngineUnavailable, EngineRequestError, ServiceError) as exc:
+                err = as_service_error(exc)
+                self.metrics.count_error(self.spec.path, err.type)
+                yield encode_event("error", error_body(err.type, err.message, err.field))
+
+
+async def warm_up(spec: RoleSpec, settings: ServiceSettings, deployment: Deployment) -> None:
+    """One short generation on the role's own template; raises what the engine raised."""
+    thought = _WARMUP_HISTORY[-1].content if spec.role == "caller" else ""
+    prompt = render_prompt(spec.role, _WARMUP_TOOLS, _WARMUP_HISTORY, thought, settings.prompt_variant, settings.system_prefix)
+    params = CompletionParams(max_tokens=settings.warmup_max_tokens, temperature=0.0, stop=spec.sampling.stop)
+    fitted = deployment.fitter.fit(prompt, params.max_tokens)
+    await deployment.engine.complete(deployment.served_model, fitted.text, params)
