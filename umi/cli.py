@@ -121,8 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", choices=sorted(SERVE_TARGETS), help="what to run")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("extra", nargs=argparse.REMAINDER, help="further options for the service")
-    p.set_defaults(func=_cmd_serve)
+    p.set_defaults(func=_cmd_serve, extra=[])
 
     add_eval_parser(sub)
     add_train_parser(sub)
@@ -132,7 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # `umi serve NAME [--host H] [--port P] [service options...]`: the service parses the rest.
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        if args.command != "serve":
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        args.extra = unknown
     try:
         return int(args.func(args))
     except (TrajectoryFileError, UsageError, *EVAL_USER_ERRORS, *TRAIN_USER_ERRORS) as exc:

@@ -71,7 +71,7 @@ def _weather(rng: random.Random, p: Pools, split: Split) -> Scenario:
     city = p.cities.pick(rng, split)
     q = rng.choice(["What is the weather in {c}?", "How is the weather in {c} today?", "Weather in {c}?",
                     "Tell me the current weather in {c}.", "Is it cold in {c} right now?"]).format(c=city)
-    return Scenario(q, [Call("get_weather", {"city": city}, f"I will use get_weather for {city}.")],
+    return Scenario(q, [Call("get_weather", {"city": city}, "I will use get_weather.")],
                     lambda o: f"In {o[0]['city']} it is {o[0]['temperature_c']} C and {o[0]['condition']}.")
 
 
@@ -79,7 +79,7 @@ def _time(rng: random.Random, p: Pools, split: Split) -> Scenario:
     city = p.cities.pick(rng, split)
     q = rng.choice(["What time is it in {c}?", "Local time in {c}?", "Tell me the time in {c}.",
                     "What is the current time in {c}?"]).format(c=city)
-    return Scenario(q, [Call("get_time", {"city": city}, f"I will use get_time for {city}.")],
+    return Scenario(q, [Call("get_time", {"city": city}, "I will use get_time.")],
                     lambda o: f"It is {o[0]['time']} in {o[0]['city']} (UTC{o[0]['utc_offset']}).")
 
 
@@ -87,7 +87,7 @@ def _population(rng: random.Random, p: Pools, split: Split) -> Scenario:
     city = p.cities.pick(rng, split)
     q = rng.choice(["What is the population of {c}?", "How many people live in {c}?",
                     "Population of {c}?"]).format(c=city)
-    return Scenario(q, [Call("get_population", {"city": city}, f"I will use get_population for {city}.")],
+    return Scenario(q, [Call("get_population", {"city": city}, "I will use get_population.")],
                     lambda o: f"{o[0]['city']} has {o[0]['population']} inhabitants.")
 
 
@@ -97,7 +97,7 @@ def _currency(rng: random.Random, p: Pools, split: Split) -> Scenario:
     q = rng.choice(["Convert {n} {a} to {b}.", "How much is {n} {a} in {b}?", "What is {n} {a} in {b}?",
                     "Change {n} {a} into {b}, please."]).format(n=amount, a=a, b=b)
     call = Call("convert_currency", {"amount": amount, "from_currency": a, "to_currency": b},
-                f"I will use convert_currency for {amount} {a} to {b}.")
+                "I will use convert_currency.")
     return Scenario(q, [call], lambda o: f"{amount} {a} is {_num(o[0]['result'])} {b}.")
 
 
@@ -106,7 +106,7 @@ def _calculate(rng: random.Random, p: Pools, split: Split) -> Scenario:
     op = rng.choice(["+", "-", "*"])
     expr = f"{x} {op} {y}"
     q = rng.choice(["What is {e}?", "Calculate {e}.", "Compute {e} for me.", "How much is {e}?"]).format(e=expr)
-    return Scenario(q, [Call("calculate", {"expression": expr}, f"I will use calculate for {expr}.")],
+    return Scenario(q, [Call("calculate", {"expression": expr}, "I will use calculate.")],
                     lambda o: f"{expr} = {_num(o[0]['result'])}.")
 
 
@@ -118,7 +118,7 @@ def _units(rng: random.Random, p: Pools, split: Split) -> Scenario:
     value = p.numbers.pick(rng, split)
     a, b = rng.choice(_UNIT_PAIRS)
     q = rng.choice(["Convert {v} {a} to {b}.", "How many {b} is {v} {a}?", "What is {v} {a} in {b}?"]).format(v=value, a=a, b=b)
-    call = Call("convert_units", {"value": value, "from_unit": a, "to_unit": b}, f"I will use convert_units for {value} {a} to {b}.")
+    call = Call("convert_units", {"value": value, "from_unit": a, "to_unit": b}, "I will use convert_units.")
     return Scenario(q, [call], lambda o: f"{value} {a} is {_num(o[0]['result'])} {b}.")
 
 
@@ -126,7 +126,7 @@ def _stock(rng: random.Random, p: Pools, split: Split) -> Scenario:
     sym = p.tickers.pick(rng, split)
     q = rng.choice(["What is the stock price of {s}?", "How much does {s} stock cost?", "Price of {s} shares?",
                     "Give me the latest {s} stock price."]).format(s=sym)
-    return Scenario(q, [Call("get_stock_price", {"symbol": sym}, f"I will use get_stock_price for {sym}.")],
+    return Scenario(q, [Call("get_stock_price", {"symbol": sym}, "I will use get_stock_price.")],
                     lambda o: f"{sym} trades at {_num(o[0]['price'])} USD.")
 
 
@@ -135,7 +135,7 @@ def _flights(rng: random.Random, p: Pools, split: Split) -> Scenario:
     day = p.dates.pick(rng, split)
     q = rng.choice(["Find flights from {a} to {b} on {d}.", "Are there flights from {a} to {b} on {d}?",
                     "I need a flight from {a} to {b} on {d}."]).format(a=a, b=b, d=day)
-    call = Call("search_flights", {"origin": a, "destination": b, "date": day}, f"I will use search_flights for {a} to {b} on {day}.")
+    call = Call("search_flights", {"origin": a, "destination": b, "date": day}, "I will use search_flights.")
     return Scenario(q, [call], lambda o: "Flights from {a} to {b} on {d}: {f}.".format(
         a=a, b=b, d=day, f=", ".join(f"{x['flight']} at {x['departure']} for {x['price_usd']} USD" for x in o[0]["flights"])))
 
@@ -144,7 +144,7 @@ def _translate(rng: random.Random, p: Pools, split: Split) -> Scenario:
     word = p.words.pick(rng, split)
     lang = rng.choice(p.languages)
     q = rng.choice(["Translate {w} to {l}.", "How do you say {w} in {l}?", "What is {w} in {l}?"]).format(w=word, l=lang)
-    call = Call("translate_word", {"word": word, "language": lang}, f"I will use translate_word for {word} to {lang}.")
+    call = Call("translate_word", {"word": word, "language": lang}, "I will use translate_word.")
     return Scenario(q, [call], lambda o: f"{word} in {lang} is {o[0]['translation']}.")
 
 
@@ -174,7 +174,7 @@ def _stock_in_currency(rng: random.Random, p: Pools, split: Split, tools: list[s
     while cur == "USD":
         cur = p.currencies.pick(rng, split)
     q = rng.choice(["What is the price of {s} stock in {c}?", "How much is one {s} share in {c}?"]).format(s=sym, c=cur)
-    first = Call("get_stock_price", {"symbol": sym}, f"I will use get_stock_price for {sym}.")
+    first = Call("get_stock_price", {"symbol": sym}, "I will use get_stock_price.")
     price = data.stock_price(sym)["price"]
     second = Call("convert_currency", {"amount": price, "from_currency": "USD", "to_currency": cur},
                   f"The price is {_num(price)} USD. Now I will use convert_currency for {_num(price)} USD to {cur}.")
@@ -219,7 +219,7 @@ def _recover(rng: random.Random, p: Pools, split: Split, tools: list[str]) -> Sc
     a, b = _CURRENCY_NAMES[na], _CURRENCY_NAMES[nb]
     q = f"Convert {amount} {na} to {nb}."
     bad = Call("convert_currency", {"amount": amount, "from_currency": na, "to_currency": nb},
-               f"I will use convert_currency for {amount} {na} to {nb}.",
+               "I will use convert_currency.",
                fails_with=f"convert_currency: from_currency: unknown currency code {na!r}; use a 3-letter code such as EUR, USD or JPY")
     good = Call("convert_currency", {"amount": amount, "from_currency": a, "to_currency": b},
                 f"The tool needs currency codes. I will use convert_currency for {amount} {a} to {b}.")

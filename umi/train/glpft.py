@@ -70,7 +70,10 @@ def _tokenizer(recipe: Recipe, out: Path, base: Path) -> Any:
         files = sorted({*recipe.data.train, *(f for st in recipe.stage2.values() for f in st.data)})
         tool_lists = {json.dumps([t.doc_dict() for t in tr.tools]): tr.tools for f in files for tr in load_trajectories(base / f)}
         words += format_pieces(tool_lists.values())
-    tok = train_bpe_tokenizer(texts, recipe.tokenizer.vocab_size, recipe.tokenizer.split_digits, words, recipe.data.max_length)
+    tok = train_bpe_tokenizer(
+        texts, recipe.tokenizer.vocab_size, recipe.tokenizer.split_digits, words, recipe.data.max_length,
+        chars=recipe.tokenizer.chars,
+    )
     tok.save_pretrained(path)
     return tok
 

@@ -46,6 +46,7 @@ class TokenizerSection(_Strict):
     """Used only when the model is built from scratch; otherwise the model's own tokenizer."""
 
     vocab_size: int = 1024
+    chars: bool = Field(False, description="one token per character outside whole_words and the format pieces")
     split_digits: bool = True
     whole_words: list[str] = Field(default_factory=list, description="more text to add as single tokens")
     format_pieces: bool = Field(True, description="the format's fixed text and the corpus's tool docs as single tokens")

@@ -37,16 +37,23 @@ def format_pieces(tool_lists: Iterable[Sequence[ToolDoc]]) -> list[str]:
 
 def train_bpe_tokenizer(
     texts: Iterable[str], vocab_size: int, split_digits: bool = True, whole_words: Sequence[str] = (),
-    model_max_length: int = 1024,
+    model_max_length: int = 1024, chars: bool = False,
 ) -> Any:
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    """``chars``: no merges across characters at all (every character its own token, but the
+    ``whole_words``), so copying an unseen name is the same skill as copying a seen one."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.pre_tokenizer = (
-        pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level]) if split_digits else byte_level
-    )
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=not chars)
+    if chars:
+        tok.pre_tokenizer = pre_tokenizers.Sequence(
+            [pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated"), byte_level]
+        )
+    elif split_digits:
+        tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
+    else:
+        tok.pre_tokenizer = byte_level
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS),
