@@ -1,0 +1,76 @@
+"""Fixtures of the orchestrator tests: fake role services, a tool server, orchestrators."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from orch_fakes import FakeRoles, ThreadServer, ToolServer
+
+from orchestrator.api import create_app
+from orchestrator.settings import Settings
+
+
+@pytest.fixture
+def fake_roles() -> Iterator[FakeRoles]:
+    fake = FakeRoles()
+    with ThreadServer(fake.app) as server:
+        fake.url = server.url  # type: ignore[attr-defined]
+        yield fake
+
+
+@pytest.fixture
+def tool_server() -> Iterator[ToolServer]:
+    tools = ToolServer()
+    with ThreadServer(tools.app) as server:
+        tools.url = server.url  # type: ignore[attr-defined]
+        yield tools
+        tools.gate.set()
+
+
+@pytest.fixture
+def key_prefix() -> str:
+    return f"umi-test:{uuid.uuid4().hex[:12]}:"
+
+
+def test_settings(redis_url: str, roles_url: str, key_prefix: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "redis_url": redis_url, "planner_url": roles_url, "caller_url": roles_url, "summarizer_url": roles_url,
+        "key_prefix": key_prefix, "role_backoff_s": 0.01, "chat_wait_s": 60,
+    }  # fmt: skip
+    values.update(overrides)
+    return Settings(**values)
+
+
+@dataclass
+class Orch:
+    url: str
+    client: httpx.Client
+    settings: Settings
+
+    def chat(self, **body: Any) -> httpx.Response:
+        return self.client.post("/chat", json=body)
+
+
+@pytest.fixture
+def make_orch(redis_url: str, fake_roles: FakeRoles, key_prefix: str) -> Iterator[Callable[..., Orch]]:
+    """Start an in-process orchestrator (uvicorn in a thread) with settings overrides."""
+    with ExitStack() as stack:
+
+        def make(**overrides: Any) -> Orch:
+            settings = test_settings(redis_url, fake_roles.url, key_prefix, **overrides)  # type: ignore[attr-defined]
+            server = stack.enter_context(ThreadServer(create_app(settings)))
+            client = stack.enter_context(httpx.Client(base_url=server.url, timeout=60))
+            return Orch(server.url, client, settings)
+
+        yield make
+
+
+@pytest.fixture
+def orch(make_orch: Callable[..., Orch]) -> Orch:
+    return make_orch()
