@@ -77,7 +77,9 @@ def history_turn(step: Step) -> dict[str, str] | None:
         return {"role": "observation", "content": step.content or ""}
     if step.role == "summarizer":
         return {"role": "conclusion", "content": step.answer or ""}
-    return {"role": step.role, "content": step.turn or ""}
+    if step.turn is None:  # single-model mode: the call is part of the planner's merged turn
+        return None
+    return {"role": step.role, "content": step.turn}
 
 
 def observation_step(
@@ -378,12 +380,14 @@ class ChatLoop:
             "usage": None if version else Usage(prompt_tokens=call.usage.prompt_tokens, completion_tokens=call.usage.completion_tokens),
         }  # fmt: skip
         arguments = call.arguments if call.arguments is not None else call.arguments_raw
+        merged = version is not None  # single-model mode: the planner turn holds the call
         if tool is None:
-            caller = Step(name=call.name, arguments=arguments, turn=caller_turn_content(HALLUCINATED_NAME, call.arguments_raw), **common)
+            turn = None if merged else caller_turn_content(HALLUCINATED_NAME, call.arguments_raw)
+            caller = Step(name=call.name, arguments=arguments, turn=turn, **common)
             message = f"No such function name: {call.name}"
             await writer.write([*before, caller, self._error_observation(caller, message, "unknown_tool")])
             return
-        caller = Step(name=tool.function.name, arguments=arguments, turn=call.turn, **common)
+        caller = Step(name=tool.function.name, arguments=arguments, turn=None if merged else call.turn, **common)
         if call.arguments is None:
             message = f"Tool input parse error: {call.error or 'the arguments are not a JSON object'}"
             await writer.write([*before, caller, self._error_observation(caller, message, "invalid_arguments")])

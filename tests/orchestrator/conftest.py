@@ -10,27 +10,35 @@ from typing import Any
 
 import httpx
 import pytest
-from orch_fakes import FakeRoles, ThreadServer, ToolServer
+from orch_fakes import FakeRoles, ServerGroup, ToolServer
 
 from orchestrator.api import create_app
 from orchestrator.settings import Settings
 
 
 @pytest.fixture
-def fake_roles() -> Iterator[FakeRoles]:
-    fake = FakeRoles()
-    with ThreadServer(fake.app) as server:
-        fake.url = server.url  # type: ignore[attr-defined]
-        yield fake
+def servers() -> Iterator[ServerGroup]:
+    """Every server a test starts; all are stopped at teardown."""
+    group = ServerGroup()
+    try:
+        yield group
+    finally:
+        group.stop()
 
 
 @pytest.fixture
-def tool_server() -> Iterator[ToolServer]:
+def fake_roles(servers: ServerGroup) -> FakeRoles:
+    fake = FakeRoles()
+    fake.url = servers.start(fake.app).url  # type: ignore[attr-defined]
+    return fake
+
+
+@pytest.fixture
+def tool_server(servers: ServerGroup) -> Iterator[ToolServer]:
     tools = ToolServer()
-    with ThreadServer(tools.app) as server:
-        tools.url = server.url  # type: ignore[attr-defined]
-        yield tools
-        tools.gate.set()
+    tools.url = servers.start(tools.app).url  # type: ignore[attr-defined]
+    yield tools
+    tools.gate.set()  # release held requests before the servers stop
 
 
 @pytest.fixture
@@ -58,13 +66,15 @@ class Orch:
 
 
 @pytest.fixture
-def make_orch(redis_url: str, fake_roles: FakeRoles, key_prefix: str) -> Iterator[Callable[..., Orch]]:
+def make_orch(
+    redis_url: str, fake_roles: FakeRoles, key_prefix: str, servers: ServerGroup
+) -> Iterator[Callable[..., Orch]]:
     """Start an in-process orchestrator (uvicorn in a thread) with settings overrides."""
     with ExitStack() as stack:
 
         def make(**overrides: Any) -> Orch:
             settings = test_settings(redis_url, fake_roles.url, key_prefix, **overrides)  # type: ignore[attr-defined]
-            server = stack.enter_context(ThreadServer(create_app(settings)))
+            server = servers.start(create_app(settings))
             client = stack.enter_context(httpx.Client(base_url=server.url, timeout=60))
             return Orch(server.url, client, settings)
 

@@ -66,8 +66,32 @@ class ThreadServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.signal_exit()
+        self.join()
+
+    def signal_exit(self) -> None:
         self.server.should_exit = True
+
+    def join(self) -> None:
         self.thread.join(timeout=15)
+
+
+class ServerGroup:
+    """Servers of one test, stopped together (uvicorn's shutdown polls; in parallel it is quick)."""
+
+    def __init__(self) -> None:
+        self.servers: list[ThreadServer] = []
+
+    def start(self, app: Any) -> ThreadServer:
+        server = ThreadServer(app).__enter__()
+        self.servers.append(server)
+        return server
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.signal_exit()
+        for server in self.servers:
+            server.join()
 
 
 # ------------------------------------------------------------------ role replies
