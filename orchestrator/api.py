@@ -44,7 +44,11 @@ def error_response(status: int, type: str, message: str, field: str | None = Non
 
 
 class BodyLimit:
-    """413 for a request body over the limit, by Content-Length or while it streams in."""
+    """413 for a request body over the limit, by Content-Length or while it streams in.
+
+    A streamed body over the limit gets the 413 at once; the app then sees the client gone
+    and whatever it still sends is dropped.
+    """
 
     def __init__(self, app: ASGIApp, max_bytes: int):
         self.app = app
@@ -56,28 +60,29 @@ class BodyLimit:
         for name, value in scope.get("headers", []):
             if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
                 return await self._refuse(scope, receive, send)
-        seen = 0
+        seen, refused = 0, False
 
-        async def limited() -> dict[str, Any]:
-            nonlocal seen
+        async def limited_receive() -> dict[str, Any]:
+            nonlocal seen, refused
+            if refused:
+                return {"type": "http.disconnect"}
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > self.max_bytes:
-                raise _BodyTooLarge()
+                refused = True
+                await self._refuse(scope, receive, send)
+                return {"type": "http.disconnect"}
             return message
 
-        try:
-            await self.app(scope, limited, send)
-        except _BodyTooLarge:
-            await self._refuse(scope, receive, send)
+        async def guarded_send(message: dict[str, Any]) -> None:
+            if not refused:
+                await send(message)
+
+        await self.app(scope, limited_receive, guarded_send)
 
     async def _refuse(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         message = f"the request body is over {self.max_bytes} bytes"
         await error_response(413, "limit", message, "body")(scope, receive, send)
-
-
-class _BodyTooLarge(Exception):
-    pass
 
 
 class Orchestrator:
