@@ -18,8 +18,12 @@ def serve(host: str = "127.0.0.1", port: int = 8000, extra_args: Sequence[str] |
     from orchestrator.settings import Settings
 
     parser = argparse.ArgumentParser(prog="umi serve orchestrator")
+    # `umi serve NAME --host H --port P`: umi.cli's REMAINDER hands options after NAME to us.
+    parser.add_argument("--host", default=host)
+    parser.add_argument("--port", type=int, default=port)
     parser.add_argument("--log-level", default=None, help="overrides UMI_LOG_LEVEL")
     args = parser.parse_args(list(extra_args or []))
+    host, port = args.host, args.port
     settings = Settings()
     level = args.log_level or settings.log_level
     configure(level)

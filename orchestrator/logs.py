@@ -12,7 +12,7 @@ from typing import Any
 _chat_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("umi_chat_id", default=None)
 _step: contextvars.ContextVar[int | None] = contextvars.ContextVar("umi_step", default=None)
 
-_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName", "color_message"}
 
 
 def bind(*, chat_id: str | None = None, step: int | None = None) -> None:
@@ -66,5 +66,6 @@ def configure(level: str) -> None:
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request is too much
     logging.Formatter.converter = time.gmtime
     install_context_filter()

@@ -224,8 +224,7 @@ class Writer:
         state.updated_at = at
         for step in steps:
             loop.metrics.steps.labels(step.role).inc()
-            bind(step=step.index)
-            log.info("step %s written", step.role, extra={"role": step.role, "latency_ms": round(step.latency_ms, 3)})
+            log.info("%s step written", step.role, extra={"step": step.index, "latency_ms": round(step.latency_ms, 3)})
             loop.hub.publish(state.chat_id, "step", step)
         for key, value in fields.items():
             if key.startswith("model:"):
@@ -254,9 +253,10 @@ class ChatLoop:
     async def run(self, state: ChatState, token: int) -> ChatDoc:
         """Advance the chat until it settles. Raises Detached when this process must stop."""
         writer = Writer(self, state, token)
-        bind(chat_id=state.chat_id, step=state.next_index)
+        bind(chat_id=state.chat_id)
         try:
             while state.status == "running":
+                bind(step=state.next_index)
                 action = next_action(state)
                 try:
                     if action == "plan":

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 import uuid
+from pathlib import Path
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -10,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from orch_fakes import FakeRoles, ServerGroup, ToolServer
+from orch_fakes import FakeRoles, ServerGroup, ToolServer, free_port
 
 from orchestrator.api import create_app
 from orchestrator.settings import Settings
@@ -84,3 +90,64 @@ def make_orch(
 @pytest.fixture
 def orch(make_orch: Callable[..., Orch]) -> Orch:
     return make_orch()
+
+
+class OrchestratorProcess:
+    """`python -m umi.cli serve orchestrator` as a subprocess (so that it can be killed -9)."""
+
+    def __init__(self, env: dict[str, str], log_path: Path):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "umi.cli", "serve", "orchestrator", "--host", "127.0.0.1", "--port", str(self.port)],
+            env={**os.environ, **env}, stdout=self.log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while True:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"orchestrator did not start: see {log_path}")
+            try:
+                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.05)
+
+    def kill9(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self.log.close()
+
+
+@pytest.fixture
+def spawn_orch(
+    redis_url: str, fake_roles: FakeRoles, key_prefix: str, tmp_path: Path
+) -> Iterator[Callable[..., OrchestratorProcess]]:
+    """Start orchestrator processes (settings from UMI_* variables); all stopped at teardown."""
+    procs: list[OrchestratorProcess] = []
+
+    def spawn(**overrides: Any) -> OrchestratorProcess:
+        env = {
+            "UMI_REDIS_URL": redis_url, "UMI_KEY_PREFIX": key_prefix, "UMI_ROLE_BACKOFF_S": "0.01",
+            "UMI_PLANNER_URL": fake_roles.url, "UMI_CALLER_URL": fake_roles.url,  # type: ignore[attr-defined]
+            "UMI_SUMMARIZER_URL": fake_roles.url, "UMI_LOG_LEVEL": "INFO",  # type: ignore[attr-defined]
+        }  # fmt: skip
+        env.update({f"UMI_{k.upper()}": str(v) for k, v in overrides.items()})
+        proc = OrchestratorProcess(env, tmp_path / f"orchestrator-{len(procs)}.log")
+        procs.append(proc)
+        return proc
+
+    try:
+        yield spawn
+    finally:
+        for proc in procs:
+            proc.stop()
