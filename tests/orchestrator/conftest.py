@@ -52,9 +52,8 @@ def key_prefix() -> str:
     return f"umi-test:{uuid.uuid4().hex[:12]}:"
 
 
-def test_settings(redis_url: str, roles_url: str, key_prefix: str, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "redis_url": redis_url, "planner_url": roles_url, "caller_url": roles_url, "summarizer_url": roles_url,
+def orch_settings(roles_url: str, key_prefix: str, overrides: dict[str, Any]) -> Settings:
+    values: dict[str, Any] = { "planner_url": roles_url, "caller_url": roles_url, "summarizer_url": roles_url,
         "key_prefix": key_prefix, "role_backoff_s": 0.01, "chat_wait_s": 60,
     }  # fmt: skip
     values.update(overrides)
@@ -79,7 +78,7 @@ def make_orch(
     with ExitStack() as stack:
 
         def make(**overrides: Any) -> Orch:
-            settings = test_settings(redis_url, fake_roles.url, key_prefix, **overrides)  # type: ignore[attr-defined]
+            settings = orch_settings(fake_roles.url, key_prefix, {"redis_url": redis_url, **overrides})  # type: ignore[attr-defined]
             server = servers.start(create_app(settings))
             client = stack.enter_context(httpx.Client(base_url=server.url, timeout=60))
             return Orch(server.url, client, settings)
