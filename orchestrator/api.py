@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -22,7 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
 from orchestrator.chats import ApiError, Chats, Principal
-from orchestrator.events import EventHub, Out
+from orchestrator.events import FOLLOW_POLL_S, EventHub, Out
 from orchestrator.logs import install_context_filter
 from orchestrator.loop import ChatLoop
 from orchestrator.metrics import Metrics
@@ -35,6 +36,7 @@ from orchestrator.tools import ToolRunner
 from umi.sse import MEDIA_TYPE, encode_event
 
 ASGIApp = Callable[[dict[str, Any], Callable[[], Awaitable[dict[str, Any]]], Callable[[dict[str, Any]], Awaitable[None]]], Awaitable[None]]
+log = logging.getLogger("umi.orchestrator")
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 _KEEPALIVE = b": keepalive\n\n"
 
@@ -93,8 +95,11 @@ class Orchestrator:
         self.metrics = Metrics()
         self.hub = EventHub()
         self.owner = process_owner()
-        self.redis = connect(settings.redis_url, settings.redis_timeout_s)
-        self.store = ChatStore(self.redis, settings.key_prefix, settings.chat_ttl_s, settings.lease_ttl_s, self.metrics)
+        redis = connect(settings.redis_url, settings.redis_timeout_s, settings.redis_max_connections)
+        blocking = connect(settings.redis_url, settings.redis_timeout_s + FOLLOW_POLL_S, settings.redis_max_connections)
+        self.store = ChatStore(
+            redis, settings.key_prefix, settings.chat_ttl_s, settings.lease_ttl_s, self.metrics, blocking=blocking
+        )
         self.roles = RoleClient(settings, self.metrics)
         self.tools = ToolRunner(settings, self.metrics)
         self.loop = ChatLoop(settings, self.store, self.roles, self.tools, self.hub, self.metrics, self.owner)
@@ -142,6 +147,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(StoreUnavailable)
     async def _redis_down(request: Request, exc: StoreUnavailable) -> JSONResponse:
+        log.warning("answering 503: %s", exc)
         headers = {"Retry-After": str(settings.retry_after_s)}
         return error_response(503, "unavailable", "the chat store (Redis) is unavailable; retry", None, headers)
 

@@ -156,7 +156,7 @@ class Chats:
         return chat.to_doc()
 
     def follow(self, chat_id: str, after: int, sub: Subscription | None = None) -> AsyncIterator[Out]:
-        return follow(self.store, self.hub, self.supervisor.is_local, chat_id, after, poll_s=1.0, sub=sub)
+        return follow(self.store, self.hub, self.supervisor.is_local, chat_id, after, sub=sub)
 
     async def submit_tool_outputs(self, chat_id: str, body: ToolOutputsRequest, who: Principal) -> Subscription | None:
         chat = await self.load_visible(chat_id, who)

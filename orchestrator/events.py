@@ -18,6 +18,8 @@ from orchestrator.models import SETTLED, ChatDoc, Step
 from orchestrator.store import ChatStore
 
 _QUEUE_MAX = 10_000
+FOLLOW_POLL_S = 1.0
+"""How long a follower waits before a keep-alive and a re-check (and an XREAD blocks)."""
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,7 @@ async def follow(
     is_local: Callable[[str], bool],
     chat_id: str,
     after: int,
-    poll_s: float,
+    poll_s: float = FOLLOW_POLL_S,
     sub: Subscription | None = None,
 ) -> AsyncIterator[Out]:
     """The chat's steps after index ``after`` as they come, then ``done`` with the whole document

@@ -66,6 +66,5 @@ def configure(level: str) -> None:
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request is too much
     logging.Formatter.converter = time.gmtime
     install_context_filter()

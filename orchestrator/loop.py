@@ -224,7 +224,7 @@ class Writer:
         state.updated_at = at
         for step in steps:
             loop.metrics.steps.labels(step.role).inc()
-            log.info("%s step written", step.role, extra={"step": step.index, "latency_ms": round(step.latency_ms, 3)})
+            log.debug("%s step written", step.role, extra={"step": step.index, "latency_ms": round(step.latency_ms, 3)})
             loop.hub.publish(state.chat_id, "step", step)
         for key, value in fields.items():
             if key.startswith("model:"):

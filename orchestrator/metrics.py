@@ -38,6 +38,9 @@ class Metrics:
             "umi_orchestrator_redis_seconds", "Redis round-trip latency, by operation", ["op"],
             buckets=_REDIS_BUCKETS, registry=r,
         )  # fmt: skip
+        self.redis_round_trips = Counter(
+            "umi_orchestrator_redis_round_trips_total", "Round trips to Redis (a pipeline of many writes is one)", registry=r
+        )
         self.redis_errors = Counter("umi_orchestrator_redis_errors_total", "Failed Redis round trips", ["op"], registry=r)
         self._tool_labels: set[str] = set()
         self._max_tool_labels = max_tool_labels

@@ -12,10 +12,10 @@ import asyncio
 import json
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
-import httpx
+import aiohttp
 from pydantic import BaseModel, ValidationError
 
 from orchestrator.metrics import Metrics
@@ -59,19 +59,31 @@ def encode_body(tools_json: str | None, history: list[dict[str, str]], thought: 
     return ("{" + ",".join(parts) + "}").encode()
 
 
-def _error_message(response: httpx.Response) -> str:
+def _error_message(body: bytes) -> str:
     try:
-        detail = response.json().get("error", {})
-        return str(detail.get("message") or detail) or response.text[:500]
+        detail = json.loads(body).get("error", {})
+        return str(detail.get("message") or detail)
     except (ValueError, AttributeError):
-        return response.text[:500]
+        return body[:500].decode("utf-8", "replace")
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+def _retry_after(headers: Mapping[str, str]) -> float | None:
     try:
-        return float(response.headers["retry-after"])
+        return float(headers["Retry-After"])
     except (KeyError, ValueError):
         return None
+
+
+async def _lines(stream: aiohttp.StreamReader) -> AsyncIterator[str]:
+    """Text lines of a response body, of any length."""
+    pending = ""
+    async for chunk in stream.iter_any():
+        pending += chunk.decode("utf-8")
+        *lines, pending = pending.split("\n")
+        for line in lines:
+            yield line
+    if pending:
+        yield pending
 
 
 class RoleClient:
@@ -80,14 +92,13 @@ class RoleClient:
         "planner": PlanResponse, "caller": CallResponse, "summarizer": SummarizeResponse, "backbone": BackboneResponse,
     }  # fmt: skip
 
-    def __init__(self, settings: Settings, metrics: Metrics, client: httpx.AsyncClient | None = None):
+    def __init__(self, settings: Settings, metrics: Metrics):
+        """Build inside the running event loop (the pooled session belongs to it)."""
         self.settings = settings
         self.metrics = metrics
-        self.client = client or httpx.AsyncClient(
-            limits=httpx.Limits(
-                max_connections=settings.role_max_connections, max_keepalive_connections=settings.role_max_connections
-            ),
-            timeout=httpx.Timeout(settings.role_timeout_s, connect=min(10.0, settings.role_timeout_s)),
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=settings.role_max_connections, limit_per_host=0, ttl_dns_cache=60),
+            timeout=aiohttp.ClientTimeout(total=settings.role_timeout_s, connect=min(10.0, settings.role_timeout_s)),
         )
         bases = {
             "planner": settings.planner_url, "caller": settings.caller_url,
@@ -96,7 +107,7 @@ class RoleClient:
         self.urls = {role: bases[role].rstrip("/") + path for role, path in self.PATHS.items()}
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        await self.session.close()
 
     def urls_in_use(self) -> dict[str, str]:
         roles = ("backbone",) if self.settings.single_model else ("planner", "caller", "summarizer")
@@ -127,16 +138,12 @@ class RoleClient:
     async def _attempt(self, role: str, body: bytes, on_token: TokenSink | None, attempt: int) -> Any:
         model = self.MODELS[role]
         try:
-            if on_token is None:
-                response = await self.client.post(self.urls[role], content=body, headers=_JSON)
-                self._raise_for_status(role, response)
-                return self._parse(role, model, response.content)
-            async with self.client.stream("POST", self.urls[role], content=body, headers=_JSON) as response:
-                if response.status_code != 200 or "text/event-stream" not in response.headers.get("content-type", ""):
-                    await response.aread()
-                    self._raise_for_status(role, response)
-                    return self._parse(role, model, response.content)
-                async for event in iter_events(response.aiter_lines()):
+            async with self.session.post(self.urls[role], data=body, headers=_JSON) as response:
+                if on_token is None or response.status != 200 or response.content_type != "text/event-stream":
+                    data = await response.read()
+                    self._raise_for_status(role, response.status, data, response.headers)
+                    return self._parse(role, model, data)
+                async for event in iter_events(_lines(response.content)):
                     if event.event == "token":
                         await on_token(str(event.json().get("text", "")), attempt)
                     elif event.event == "result":
@@ -144,17 +151,17 @@ class RoleClient:
                     elif event.event == "error":
                         raise RoleError(role, "stream", f"{role} stream error: {event.data[:500]}")
                 raise RoleError(role, "stream", f"{role} stream ended without a result")
-        except httpx.TimeoutException as exc:
-            raise RoleError(role, "timeout", f"{role} timed out: {type(exc).__name__}") from exc
-        except httpx.TransportError as exc:
+        except TimeoutError as exc:
+            raise RoleError(role, "timeout", f"{role} timed out after {self.settings.role_timeout_s:g} s") from exc
+        except aiohttp.ClientError as exc:
             raise RoleError(role, "connection", f"{role} unreachable at {self.urls[role]}: {exc!r}") from exc
 
     @staticmethod
-    def _raise_for_status(role: str, response: httpx.Response) -> None:
-        if response.status_code >= 300:
+    def _raise_for_status(role: str, status: int, body: bytes, headers: Mapping[str, str]) -> None:
+        if status >= 300:
             raise RoleError(
-                role, "http_status", f"{role} answered {response.status_code}: {_error_message(response)}",
-                status_code=response.status_code, retry_after=_retry_after(response),
+                role, "http_status", f"{role} answered {status}: {_error_message(body)}",
+                status_code=status, retry_after=_retry_after(headers),
             )  # fmt: skip
 
     @staticmethod

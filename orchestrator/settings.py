@@ -50,6 +50,7 @@ class Settings(BaseSettings):
     sweep_interval_s: float = Field(default=5.0, gt=0)
     sweep_batch: int = Field(default=32, ge=1)
     redis_timeout_s: float = Field(default=5.0, gt=0)
+    redis_max_connections: int = Field(default=256, ge=2, description="per pool; blocking reads have their own")
     redis_write_retry_s: float | None = Field(default=None, description="how long a step write is retried; default: the lease TTL")
     retry_after_s: int = Field(default=1, ge=1)
 

@@ -19,6 +19,7 @@ Time inside the scripts is the Redis server's clock (``TIME``), so processes nee
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -28,8 +29,10 @@ from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
+from redis.commands.core import AsyncScript
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from orchestrator.metrics import Metrics
@@ -65,13 +68,16 @@ local function keep_for(ttl)
 end
 """
 
-# KEYS: chat, steps, running. ARGV: chat_id, owner, lease_ms, ttl_s, field pairs...
+# KEYS: chat, steps, running. ARGV: chat_id, owner, lease_ms, ttl_s, create_id, field pairs...
+# A create retried after a lost reply (same create_id) is recognised as this caller's.
 _CREATE = _NOW + _WRITE_STEPS + """
 if redis.call('EXISTS', KEYS[1]) == 1 then
-  return {0, redis.call('HGET', KEYS[1], 'fingerprint') or '', redis.call('HGET', KEYS[1], 'owner') or ''}
+  local cur = redis.call('HMGET', KEYS[1], 'fingerprint', 'owner', 'create_id', 'lease_token', 'created_at')
+  if cur[3] == ARGV[5] then return {1, tonumber(cur[4]), tonumber(cur[5])} end
+  return {0, cur[1] or '', cur[2] or ''}
 end
-redis.call('HSET', KEYS[1], 'status', 'running', 'next_index', 0, 'lease_token', 1,
-           'created_at', now, 'updated_at', now, unpack(ARGV, 5))
+redis.call('HSET', KEYS[1], 'status', 'running', 'next_index', 0, 'lease_token', 1, 'create_id', ARGV[5],
+           'created_at', now, 'updated_at', now, unpack(ARGV, 6))
 hold_lease(ARGV[1], ARGV[2], tonumber(ARGV[3]))
 keep_for(ARGV[4])
 return {1, 1, now}
@@ -163,6 +169,65 @@ for i = 1, #KEYS - 1 do
 end
 return lost
 """
+
+
+# ---------------------------------------------------------------- pipelining
+
+
+class ScriptPipeline:
+    """Sends the script calls made during one event-loop turn together, as one pipeline.
+
+    Many chats advancing at once then cost one connection checkout and one round trip per
+    loop turn instead of one each. A lone call waits for nothing but the end of the current
+    turn. NOSCRIPT (a restarted Redis forgot the scripts) loads them and resends only the
+    calls that did not run.
+    """
+
+    def __init__(self, client: aioredis.Redis, on_round_trip: Callable[[], None]):
+        self.client = client
+        self.on_round_trip = on_round_trip
+        self.pending: list[tuple[AsyncScript, list[str], list[Any], asyncio.Future[Any]]] = []
+
+    def call(self, script: AsyncScript, keys: list[str], args: list[Any]) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        if not self.pending:
+            loop.call_soon(self._flush_soon)
+        self.pending.append((script, keys, args, future))
+        return future
+
+    def _flush_soon(self) -> None:
+        batch, self.pending = self.pending, []
+        asyncio.get_running_loop().create_task(self._flush(batch))
+
+    async def _flush(self, batch: list[tuple[AsyncScript, list[str], list[Any], asyncio.Future[Any]]]) -> None:
+        try:
+            replies = await self._send(batch)
+            missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+            if missing:
+                for script in {id(batch[i][0]): batch[i][0] for i in missing}.values():
+                    await self.client.script_load(script.script)
+                for i, reply in zip(missing, await self._send([batch[i] for i in missing]), strict=True):
+                    replies[i] = reply
+        except BaseException as exc:  # the connection failed: every call of the batch fails
+            for *_, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (*_, future), reply in zip(batch, replies, strict=True):
+            if future.done():
+                continue
+            if isinstance(reply, Exception):
+                future.set_exception(reply)
+            else:
+                future.set_result(reply)
+
+    async def _send(self, batch: list[tuple[AsyncScript, list[str], list[Any], asyncio.Future[Any]]]) -> list[Any]:
+        self.on_round_trip()
+        async with self.client.pipeline(transaction=False) as pipe:
+            for script, keys, args, _ in batch:
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+            return list(await pipe.execute(raise_on_error=False))
 
 
 # ---------------------------------------------------------------- errors
@@ -275,22 +340,31 @@ def _parse_steps(entries: Sequence[tuple[str, Mapping[str, str]]]) -> list[Step]
     return [Step.model_validate_json(data["s"]) for _, data in entries]
 
 
-def connect(url: str, timeout_s: float) -> aioredis.Redis:
-    """A pooled client that fails fast: one quick retry (a stale pooled connection after a
-    server restart), then the error goes to the caller, who answers 503 or retries itself."""
-    return aioredis.Redis.from_url(
+def connect(url: str, timeout_s: float, max_connections: int) -> aioredis.Redis:
+    """A bounded pool (a request waits up to ``timeout_s`` for a free connection) that fails
+    fast: one quick retry (a stale pooled connection after a server restart), then the error
+    goes to the caller, who answers 503 or retries itself."""
+    pool = aioredis.BlockingConnectionPool.from_url(
         url,
+        max_connections=max_connections,
+        timeout=timeout_s,
         decode_responses=True,
         socket_timeout=timeout_s,
         socket_connect_timeout=timeout_s,
         retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), 1),
         health_check_interval=30,
     )
+    return aioredis.Redis(connection_pool=pool)
 
 
 class ChatStore:
-    def __init__(self, client: aioredis.Redis, prefix: str, ttl_s: int, lease_ttl_s: float, metrics: Metrics):
+    def __init__(
+        self, client: aioredis.Redis, prefix: str, ttl_s: int, lease_ttl_s: float, metrics: Metrics,
+        blocking: aioredis.Redis | None = None,
+    ):  # fmt: skip
+        """``blocking`` serves XREAD BLOCK (SSE followers), so they cannot starve step writes."""
         self.redis = client
+        self.blocking = blocking or client
         self.prefix = prefix
         self.ttl_s = int(ttl_s)
         self.lease_ms = max(1, int(lease_ttl_s * 1000))
@@ -301,6 +375,7 @@ class ChatStore:
         self._resume = client.register_script(_RESUME)
         self._claim = client.register_script(_CLAIM)
         self._renew = client.register_script(_RENEW)
+        self.pipeline = ScriptPipeline(client, metrics.redis_round_trips.inc)
 
     def chat_key(self, chat_id: str) -> str:
         return f"{self.prefix}chat:{chat_id}"
@@ -311,8 +386,10 @@ class ChatStore:
     def _keys(self, chat_id: str) -> list[str]:
         return [self.chat_key(chat_id), self.steps_key(chat_id), self.running_key]
 
-    async def _op(self, op: str, call: Callable[[], Awaitable[T]]) -> T:
-        """One round trip, timed; connection failures become StoreUnavailable."""
+    async def _op(self, op: str, call: Callable[[], Awaitable[T]], pipelined: bool = False) -> T:
+        """One operation, timed; connection failures become StoreUnavailable."""
+        if not pipelined:
+            self.metrics.redis_round_trips.inc()
         started = time.perf_counter()
         try:
             return await call()
@@ -325,8 +402,8 @@ class ChatStore:
     # ------------------------------------------------------------ writes
 
     async def create(self, chat_id: str, owner: str, fields: Mapping[str, Any]) -> Created:
-        args = [chat_id, owner, self.lease_ms, self.ttl_s, *_fields_args(fields)]
-        reply = await self._op("create", lambda: self._create(keys=self._keys(chat_id), args=args))
+        args = [chat_id, owner, self.lease_ms, self.ttl_s, uuid.uuid4().hex, *_fields_args(fields)]
+        reply = await self._op("create", lambda: self.pipeline.call(self._create, self._keys(chat_id), args), True)
         if int(reply[0]) == 0:
             return Created(created=False, fingerprint=str(reply[1]), owner=str(reply[2]))
         return Created(created=True, token=int(reply[1]), at=int(reply[2]) / 1000)
@@ -354,7 +431,7 @@ class ChatStore:
             0 if release else self.lease_ms, write_id or uuid.uuid4().hex,
             *_steps_args(steps), *_fields_args(fields or {}),
         ]  # fmt: skip
-        reply = _check(await self._op("append", lambda: self._append(keys=self._keys(chat_id), args=args)))
+        reply = _check(await self._op("append", lambda: self.pipeline.call(self._append, self._keys(chat_id), args), True))
         return int(reply[1]), int(reply[2]) / 1000
 
     async def resume_with_outputs(
@@ -408,7 +485,7 @@ class ChatStore:
     async def wait_for_steps(self, chat_id: str, after: int, block_ms: int) -> list[Step]:
         """Steps after index ``after``; blocks up to ``block_ms`` for the next one."""
         start = f"{after}-1" if after >= 0 else "0-0"
-        reply = await self._op("wait", lambda: self.redis.xread({self.steps_key(chat_id): start}, block=block_ms))
+        reply = await self._op("wait", lambda: self.blocking.xread({self.steps_key(chat_id): start}, block=block_ms))
         return _parse_steps(reply[0][1]) if reply else []
 
     async def ping(self) -> bool:
@@ -416,3 +493,5 @@ class ChatStore:
 
     async def close(self) -> None:
         await self.redis.aclose()
+        if self.blocking is not self.redis:
+            await self.blocking.aclose()

@@ -26,7 +26,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import aiohttp
+import yarl
 
 from orchestrator.metrics import Metrics
 from orchestrator.models import Tool
@@ -59,7 +60,7 @@ class Refused(Exception):
 
 @dataclass(frozen=True)
 class Target:
-    url: httpx.URL  # the checked address in place of the host
+    url: yarl.URL  # the checked address in place of the host
     host_header: str
     sni_hostname: str | None
 
@@ -96,13 +97,14 @@ class EndpointPolicy:
         self.resolve = resolve
 
     async def check(self, url: str) -> Target:
+        # yarl is the parser aiohttp connects with: the host checked is the host connected to.
         try:
-            parsed = httpx.URL(url)
-        except (httpx.InvalidURL, ValueError) as exc:
+            parsed = yarl.URL(url)
+        except (ValueError, TypeError) as exc:
             raise Refused("bad_url", f"the endpoint URL is not valid: {exc}") from None
         if parsed.scheme not in ("http", "https"):
             raise Refused("scheme", f"scheme {parsed.scheme!r} is refused: only http and https")
-        host = parsed.host.lower().rstrip(".")
+        host = (parsed.host or "").lower().rstrip(".")
         if not host:
             raise Refused("bad_url", "the endpoint URL has no host")
         if host in METADATA_HOSTS:
@@ -118,14 +120,14 @@ class EndpointPolicy:
         else:
             if not self.allowlist.allows_name(host):
                 raise Refused("not_allowlisted", f"host {host!r} is not on the tool allowlist")
-            address = await self._resolve(host, parsed.port or (443 if parsed.scheme == "https" else 80))
-        host_header = f"[{parsed.host}]" if ":" in parsed.host else parsed.host
-        if parsed.port is not None:  # httpx leaves the scheme's default port out
-            host_header += f":{parsed.port}"
+            address = await self._resolve(host, parsed.port or 80)
+        host_header = f"[{host}]" if ":" in host else host
+        if parsed.explicit_port is not None:
+            host_header += f":{parsed.explicit_port}"
         return Target(
-            url=parsed.copy_with(host=str(address)),
+            url=parsed.with_host(str(address)),
             host_header=host_header,
-            sni_hostname=parsed.host if parsed.scheme == "https" and literal is None else None,
+            sni_hostname=host if parsed.scheme == "https" and literal is None else None,
         )
 
     async def _resolve(self, host: str, port: int) -> IPAddress:
@@ -164,24 +166,18 @@ def _query_params(arguments: dict[str, Any]) -> dict[str, str]:
 
 
 class ToolRunner:
-    def __init__(
-        self,
-        settings: Settings,
-        metrics: Metrics,
-        client: httpx.AsyncClient | None = None,
-        resolve: Resolver = system_resolver,
-    ):
+    def __init__(self, settings: Settings, metrics: Metrics, resolve: Resolver = system_resolver):
+        """Build inside the running event loop (the pooled session belongs to it)."""
         self.settings = settings
         self.metrics = metrics
         self.policy = EndpointPolicy(settings.allowlist, resolve)
-        self.client = client or httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=settings.role_max_connections, max_keepalive_connections=64),
-            follow_redirects=False,
-            trust_env=False,
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=settings.role_max_connections, use_dns_cache=False),
+            trust_env=False,  # no proxy from the environment: the checked address is the one connected to
         )
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        await self.session.close()
 
     def _result(self, tool: Tool, text: str, error: str | None) -> ToolResult:
         if error is not None:
@@ -197,53 +193,46 @@ class ToolRunner:
         try:
             async with asyncio.timeout(timeout):
                 target = await self.policy.check(endpoint.url)
-                return await self._send(tool, target, arguments, idempotency_key, timeout)
+                return await self._send(tool, target, arguments, idempotency_key)
         except Refused as exc:
             return self._result(tool, error_observation(f"The tool endpoint was refused: {exc}"), "refused")
-        except (TimeoutError, httpx.TimeoutException):
+        except TimeoutError:
             return self._result(tool, error_observation(f"Timeout error: no answer within {timeout:g} s"), "timeout")
-        except httpx.HTTPError as exc:
+        except aiohttp.ClientError as exc:
             return self._result(tool, error_observation(f"Connection error: {type(exc).__name__}: {exc}"), "connection")
         finally:
             self.metrics.tool_seconds.labels(self.metrics.tool_label(tool.function.name)).observe(
                 time.perf_counter() - started
             )
 
-    async def _send(
-        self, tool: Tool, target: Target, arguments: dict[str, Any], idempotency_key: str, timeout: float
-    ) -> ToolResult:
+    async def _send(self, tool: Tool, target: Target, arguments: dict[str, Any], idempotency_key: str) -> ToolResult:
         endpoint = tool.endpoint
         assert endpoint is not None
         headers = {k: v for k, v in endpoint.headers.items() if k.lower() not in _DROPPED_HEADERS}
         headers["Host"] = target.host_header
         headers["Idempotency-Key"] = idempotency_key
-        extensions = {"sni_hostname": target.sni_hostname} if target.sni_hostname else None
+        options: dict[str, Any] = {"headers": headers, "allow_redirects": False}
+        if target.sni_hostname:
+            options["server_hostname"] = target.sni_hostname
         if endpoint.method == "GET":
-            request = self.client.build_request(
-                "GET", target.url, params=_query_params(arguments), headers=headers, timeout=timeout, extensions=extensions
-            )
+            options["params"] = _query_params(arguments)
         else:
             headers["Content-Type"] = "application/json"
-            request = self.client.build_request(
-                "POST", target.url, content=json.dumps(arguments).encode(), headers=headers,
-                timeout=timeout, extensions=extensions,
-            )  # fmt: skip
-        response = await self.client.send(request, stream=True)
-        try:
-            body = await self._read_capped(response)
-        finally:
-            await response.aclose()
-        text = body.decode(response.encoding or "utf-8", errors="replace")
-        if not 200 <= response.status_code < 300:
-            return self._result(tool, error_observation(f"HTTP {response.status_code}", text), "http_status")
-        return self._result(tool, text, None)
+            options["data"] = json.dumps(arguments).encode()
+        async with self.session.request(endpoint.method, target.url, **options) as response:
+            body = await self._read_capped(response.content)
+            text = body.decode(response.charset or "utf-8", errors="replace")
+            if not 200 <= response.status < 300:
+                return self._result(tool, error_observation(f"HTTP {response.status}", text), "http_status")
+            return self._result(tool, text, None)
 
-    async def _read_capped(self, response: httpx.Response) -> bytes:
+    async def _read_capped(self, stream: aiohttp.StreamReader) -> bytes:
         limit = self.settings.tool_max_response_bytes
         chunks, size = [], 0
-        async for chunk in response.aiter_bytes():
+        while size < limit:
+            chunk = await stream.read(limit - size)
+            if not chunk:
+                break
             chunks.append(chunk)
             size += len(chunk)
-            if size >= limit:
-                break
-        return b"".join(chunks)[:limit]
+        return b"".join(chunks)

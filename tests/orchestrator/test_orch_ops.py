@@ -48,7 +48,7 @@ def test_ready_is_503_without_redis(make_orch) -> None:
 
 
 def test_log_records_carry_chat_id_and_step(orch, tool_server, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.INFO, logger="umi.orchestrator"):
+    with caplog.at_level(logging.DEBUG, logger="umi.orchestrator"):
         doc = orch.chat(query="q", tools=[tool("t", tool_server.url + "/echo")]).json()
     written = [r for r in caplog.records if r.getMessage().endswith("step written")]
     assert [(r.chat_id, r.step) for r in written] == [(doc["chat_id"], i) for i in range(5)]  # type: ignore[attr-defined]

@@ -20,7 +20,7 @@ def step(index: int, role: str = "planner") -> Step:
 
 def with_store(redis_url: str, prefix: str, body: Callable[[ChatStore], Awaitable[Any]], **kw: Any) -> Any:
     async def run() -> Any:
-        store = ChatStore(connect(redis_url, 2), prefix, kw.get("ttl_s", 600), kw.get("lease_ttl_s", 30), Metrics())
+        store = ChatStore(connect(redis_url, 2, 8), prefix, kw.get("ttl_s", 600), kw.get("lease_ttl_s", 30), Metrics())
         try:
             return await body(store)
         finally:
@@ -110,3 +110,16 @@ def test_an_unreachable_redis_is_store_unavailable(key_prefix: str) -> None:
             await store.create("c6", "p", {"request": "{}"})
 
     with_store(f"redis://127.0.0.1:{free_port()}/0", key_prefix, body)
+
+
+def test_writes_survive_a_redis_that_forgot_its_scripts(redis_url: str, key_prefix: str) -> None:
+    async def body(store: ChatStore) -> None:
+        await store.create("c7", "p", {"request": "{}"})
+        await store.redis.script_flush()  # what a restarted Redis looks like to a client
+        # Three writes in one pipeline: all hit NOSCRIPT, are resent after a load, in their order.
+        results = await asyncio.gather(*(store.append("c7", "p", 1, i, [step(i)]) for i in range(3)))
+        assert [next_index for next_index, _ in results] == [1, 2, 3]
+        chat = await store.load("c7")
+        assert chat is not None and [s.index for s in chat.steps] == [0, 1, 2]
+
+    with_store(redis_url, key_prefix, body)
