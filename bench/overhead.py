@@ -226,7 +226,37 @@ def summarize(values: list[float]) -> dict[str, float]:
     }  # fmt: skip
 
 
-async def measure(args: argparse.Namespace, orch_url: str, orch_pid: int, fakes: str, redis_url: str) -> dict[str, Any]:
+class Orchestrator:
+    """One `umi serve orchestrator` under test, with its CPU and Redis figures."""
+
+    def __init__(self, workers: int, redis_url: str, fakes_url: str, log_dir: Path):
+        self.workers = workers
+        self.url = f"http://127.0.0.1:{free_port()}"
+        env = {
+            **os.environ, "UMI_REDIS_URL": redis_url, "UMI_PLANNER_URL": fakes_url, "UMI_CALLER_URL": fakes_url,
+            "UMI_SUMMARIZER_URL": fakes_url, "UMI_KEY_PREFIX": f"umi-bench:{uuid.uuid4().hex[:8]}:",
+            "UMI_CHAT_TTL_S": "600",
+        }  # fmt: skip
+        self.log = (log_dir / f"overhead-orchestrator-w{workers}.log").open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "umi.cli", "serve", "orchestrator", "--host", "127.0.0.1",
+             "--port", self.url.rsplit(":", 1)[1], "--workers", str(workers)],
+            env=env, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        wait_http(self.url + "/health", self.proc, f"the orchestrator ({workers} workers)")
+
+    def cpu_seconds(self) -> float:
+        """The process and its worker processes."""
+        children = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout.split()
+        return sum(cpu_seconds(pid) for pid in [self.proc.pid, *map(int, children)])
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=20)
+        self.log.close()
+
+
+async def measure(args: argparse.Namespace, orchs: list[Orchestrator], fakes: str, redis_url: str) -> dict[str, Any]:
     tool_url = fakes + "/tool"
     results: dict[str, Any] = {"levels": {}}
     rc = redis.Redis.from_url(redis_url)
@@ -235,37 +265,45 @@ async def measure(args: argparse.Namespace, orch_url: str, orch_pid: int, fakes:
     def evalsha_calls() -> int:
         return int(rc.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))
 
-    connector = aiohttp.TCPConnector(limit=2000, keepalive_timeout=3)  # under uvicorn's 5 s
+    connector = aiohttp.TCPConnector(limit=4000, keepalive_timeout=3)  # under uvicorn's 5 s
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=300)) as client:
-        a = lambda: via_orchestrator(client, orch_url, tool_url)  # noqa: E731
-        b = lambda: bare_loop(client, fakes, tool_url)  # noqa: E731
-        await run_batch(a, 256, 256)  # warm-up: connections on every side, imports, script cache
-        await run_batch(b, 256, 256)
+        bare = lambda: bare_loop(client, fakes, tool_url)  # noqa: E731
+        for orch in orchs:  # warm-up: connections on every side, imports, script cache
+            await run_batch(lambda o=orch: via_orchestrator(client, o.url, tool_url), 256, 256)
+        await run_batch(bare, 256, 256)
         for concurrency, chats in ((1, args.chats_c1), (64, 128), (256, 256)):
-            lat_a: list[float] = []
-            lat_b: list[float] = []
-            orch_cpu = bare_cpu = trips = evalsha = 0.0
-            for _ in range(args.reps):  # a and b alternate
-                metrics_before = await get_text(client, orch_url + "/metrics")
-                evalsha_before, cpu_before = evalsha_calls(), cpu_seconds(orch_pid)
-                lat_a += await run_batch(a, chats, concurrency)
-                orch_cpu += cpu_seconds(orch_pid) - cpu_before
-                evalsha += evalsha_calls() - evalsha_before
-                metrics_after = await get_text(client, orch_url + "/metrics")
-                trips += metric_sum(metrics_after, round_trips) - metric_sum(metrics_before, round_trips)
+            lat: dict[int, list[float]] = {o.workers: [] for o in orchs}
+            cpu = dict.fromkeys(lat, 0.0)
+            evalsha = dict.fromkeys(lat, 0.0)
+            trips, lat_bare, bare_cpu = 0.0, [], 0.0
+            for _ in range(args.reps):  # the sides alternate
+                for orch in orchs:
+                    single = orch.workers == 1  # /metrics of a multi-worker server is one worker's
+                    before = await get_text(client, orch.url + "/metrics") if single else ""
+                    evalsha_before, cpu_before = evalsha_calls(), orch.cpu_seconds()
+                    lat[orch.workers] += await run_batch(
+                        lambda o=orch: via_orchestrator(client, o.url, tool_url), chats, concurrency
+                    )
+                    cpu[orch.workers] += orch.cpu_seconds() - cpu_before
+                    evalsha[orch.workers] += evalsha_calls() - evalsha_before
+                    if single:
+                        after = await get_text(client, orch.url + "/metrics")
+                        trips += metric_sum(after, round_trips) - metric_sum(before, round_trips)
                 cpu_before = time.process_time()
-                lat_b += await run_batch(b, chats, concurrency)
+                lat_bare += await run_batch(bare, chats, concurrency)
                 bare_cpu += time.process_time() - cpu_before
-            steps = len(lat_a) * STEPS_PER_CHAT
-            sa, sb = summarize(lat_a), summarize(lat_b)
-            results["levels"][str(concurrency)] = {
-                "orchestrator": sa, "bare_loop": sb,
-                "ratio_mean": sa["mean_s"] / sb["mean_s"], "ratio_p50": sa["p50_s"] / sb["p50_s"],
-                "orchestrator_cpu_ms_per_step": 1000 * orch_cpu / steps,
-                "bare_loop_cpu_ms_per_step": 1000 * bare_cpu / steps,
-                "redis_round_trips_per_step": trips / steps,
-                "redis_evalsha_per_step": evalsha / steps,
-            }  # fmt: skip
+            steps = len(lat_bare) * STEPS_PER_CHAT
+            sb = summarize(lat_bare)
+            level: dict[str, Any] = {"bare_loop": sb, "bare_loop_cpu_ms_per_step": 1000 * bare_cpu / steps}
+            for workers, values in lat.items():
+                sa = summarize(values)
+                level[f"orchestrator_w{workers}"] = {
+                    **sa, "ratio_mean": sa["mean_s"] / sb["mean_s"], "ratio_p50": sa["p50_s"] / sb["p50_s"],
+                    "cpu_ms_per_step": 1000 * cpu[workers] / steps, "redis_evalsha_per_step": evalsha[workers] / steps,
+                }  # fmt: skip
+            if 1 in lat:
+                level["orchestrator_w1"]["redis_round_trips_per_step"] = trips / steps
+            results["levels"][str(concurrency)] = level
     rc.close()
     return results
 
@@ -281,14 +319,17 @@ def run(main: Any) -> Any:
 
 def report(results: dict[str, Any]) -> None:
     for c, level in results["levels"].items():
-        a, b = level["orchestrator"], level["bare_loop"]
-        print(f"ratio_mean_c{c} {level['ratio_mean']:.4f}  (orchestrator {a['mean_s'] * 1000:.1f} ms, "
-              f"bare loop {b['mean_s'] * 1000:.1f} ms, {a['n']} chats each)")  # fmt: skip
-        print(f"ratio_p50_c{c} {level['ratio_p50']:.4f}")
-        print(f"orchestrator_cpu_ms_per_step_c{c} {level['orchestrator_cpu_ms_per_step']:.3f}"
-              f"  (the bare loop's client: {level['bare_loop_cpu_ms_per_step']:.3f})")  # fmt: skip
-        print(f"redis_round_trips_per_step_c{c} {level['redis_round_trips_per_step']:.3f}"
-              f"  (EVALSHA calls per step: {level['redis_evalsha_per_step']:.3f})")  # fmt: skip
+        bare = level["bare_loop"]
+        for key in sorted(k for k in level if k.startswith("orchestrator_w")):
+            a, w = level[key], key.removeprefix("orchestrator_")
+            print(f"ratio_mean_c{c}_{w} {a['ratio_mean']:.4f}  (orchestrator {a['mean_s'] * 1000:.1f} ms, "
+                  f"bare loop {bare['mean_s'] * 1000:.1f} ms, {a['n']} chats each)")  # fmt: skip
+            print(f"ratio_p50_c{c}_{w} {a['ratio_p50']:.4f}")
+            print(f"orchestrator_cpu_ms_per_step_c{c}_{w} {a['cpu_ms_per_step']:.3f}"
+                  f"  (the bare loop's client: {level['bare_loop_cpu_ms_per_step']:.3f})")  # fmt: skip
+            if "redis_round_trips_per_step" in a:
+                print(f"redis_round_trips_per_step_c{c}_{w} {a['redis_round_trips_per_step']:.3f}")
+            print(f"redis_evalsha_per_step_c{c}_{w} {a['redis_evalsha_per_step']:.3f}")
 
 
 def main() -> None:
@@ -297,37 +338,34 @@ def main() -> None:
     parser.add_argument("--tool-delay", type=float, default=0.02, help="seconds the fake tool takes (default 0.02)")
     parser.add_argument("--chats-c1", type=int, default=8, help="chats per repetition at concurrency 1")
     parser.add_argument("--reps", type=int, default=2, help="alternating a/b repetitions per concurrency")
+    parser.add_argument(
+        "--workers", type=int, nargs="+", default=[1, 2],
+        help="orchestrator configurations to measure: worker processes each (default: 1 2)",
+    )  # fmt: skip
     parser.add_argument("--serve-fakes", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_fakes is not None:
         return serve_fakes(args.serve_fakes, args.delay, args.tool_delay)
 
     redis_url, redis_proc, redis_dir = start_redis()
-    fake_port, orch_port = free_port(), free_port()
-    fakes_url, orch_url = f"http://127.0.0.1:{fake_port}", f"http://127.0.0.1:{orch_port}"
-    procs: list[subprocess.Popen[bytes]] = []
-    log_path = ROOT / "bench" / "results" / "overhead-orchestrator.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
+    fakes_url = f"http://127.0.0.1:{free_port()}"
+    log_dir = ROOT / "bench" / "results"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    fakes: subprocess.Popen[bytes] | None = None
+    orchs: list[Orchestrator] = []
     try:
-        fakes = subprocess.Popen([sys.executable, __file__, "--serve-fakes", str(fake_port),
+        fakes = subprocess.Popen([sys.executable, __file__, "--serve-fakes", fakes_url.rsplit(":", 1)[1],
                                   "--delay", str(args.delay), "--tool-delay", str(args.tool_delay)])  # fmt: skip
-        procs.append(fakes)
         wait_http(fakes_url + "/tool", fakes, "the fake role services")
-        env = {
-            **os.environ, "UMI_REDIS_URL": redis_url, "UMI_PLANNER_URL": fakes_url, "UMI_CALLER_URL": fakes_url,
-            "UMI_SUMMARIZER_URL": fakes_url, "UMI_KEY_PREFIX": f"umi-bench:{uuid.uuid4().hex[:8]}:",
-            "UMI_CHAT_TTL_S": "600",
-        }  # fmt: skip
-        with log_path.open("wb") as log:
-            orch = subprocess.Popen([sys.executable, "-m", "umi.cli", "serve", "orchestrator", "--host", "127.0.0.1",
-                                     "--port", str(orch_port)], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
-            procs.append(orch)
-            wait_http(orch_url + "/health", orch, "the orchestrator")
-            results = run(measure(args, orch_url, orch.pid, fakes_url, redis_url))
+        for workers in args.workers:
+            orchs.append(Orchestrator(workers, redis_url, fakes_url, log_dir))
+        results = run(measure(args, orchs, fakes_url, redis_url))
     finally:
-        for proc in procs:
-            proc.terminate()
-            proc.wait(timeout=10)
+        for orch in orchs:
+            orch.stop()
+        if fakes is not None:
+            fakes.terminate()
+            fakes.wait(timeout=10)
         if redis_proc is not None:
             redis_proc.terminate()
             redis_proc.wait(timeout=10)
@@ -335,7 +373,7 @@ def main() -> None:
 
     results["config"] = {
         "role_delay_s": args.delay, "tool_delay_s": args.tool_delay, "steps_per_chat": STEPS_PER_CHAT,
-        "reps": args.reps, "cpus": os.cpu_count(), "python": sys.version.split()[0],
+        "reps": args.reps, "workers": args.workers, "cpus": os.cpu_count(), "python": sys.version.split()[0],
         "event_loop": "uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
     }  # fmt: skip
     report(results)

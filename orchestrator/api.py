@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import Depends, FastAPI, Header, Request
+from fastapi import FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -24,7 +24,7 @@ from pydantic import BaseModel
 
 from orchestrator.chats import ApiError, Chats, Principal
 from orchestrator.events import FOLLOW_POLL_S, EventHub, Out
-from orchestrator.logs import install_context_filter
+from orchestrator.logs import configure, install_context_filter
 from orchestrator.loop import ChatLoop
 from orchestrator.metrics import Metrics
 from orchestrator.models import ChatDoc, ChatRequest, ToolOutputsRequest
@@ -161,8 +161,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def orch(request: Request) -> Orchestrator:
         return request.app.state.orch
 
-    def principal(request: Request, authorization: str | None = Header(default=None)) -> Principal:
-        return Principal.from_bearer(settings, _bearer(authorization))
+    def principal(request: Request) -> Principal:
+        # Read here rather than through Depends(): FastAPI's dependency solving costs on every request.
+        return Principal.from_bearer(settings, _bearer(request.headers.get("authorization")))
 
     def sse(events: AsyncIterator[Out]) -> StreamingResponse:
         async def body() -> AsyncIterator[bytes]:
@@ -176,25 +177,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return StreamingResponse(body(), media_type=MEDIA_TYPE, headers=_SSE_HEADERS)
 
     @app.post("/chat", response_model=ChatDoc)
-    async def create_chat(body: ChatRequest, request: Request, who: Principal = Depends(principal)) -> Response:
+    async def create_chat(body: ChatRequest, request: Request) -> Response:
         o = orch(request)
-        chat_id, sub = await o.chats.create(body, who)
+        chat_id, sub = await o.chats.create(body, principal(request))
         if body.stream:
             return sse(o.chats.follow(chat_id, after=-1, sub=sub))
         doc = await o.chats.wait(chat_id)
         return Response(doc.model_dump_json(), media_type="application/json")
 
     @app.get("/chat/{chat_id}", response_model=ChatDoc)
-    async def get_chat(chat_id: str, request: Request, who: Principal = Depends(principal)) -> Response:
-        doc = await orch(request).chats.get(chat_id, who)
+    async def get_chat(chat_id: str, request: Request) -> Response:
+        doc = await orch(request).chats.get(chat_id, principal(request))
         return Response(doc.model_dump_json(), media_type="application/json")
 
     @app.post("/chat/{chat_id}/tool_outputs", response_model=ChatDoc)
     async def tool_outputs(
-        chat_id: str, body: ToolOutputsRequest, request: Request, who: Principal = Depends(principal)
+        chat_id: str, body: ToolOutputsRequest, request: Request
     ) -> Response:
         o = orch(request)
-        sub = await o.chats.submit_tool_outputs(chat_id, body, who)
+        sub = await o.chats.submit_tool_outputs(chat_id, body, principal(request))
         if body.stream:
             return sse(o.chats.follow(chat_id, after=-1, sub=sub))
         doc = await o.chats.wait(chat_id)
@@ -202,11 +203,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/chat/{chat_id}/events")
     async def chat_events(
-        chat_id: str, request: Request, who: Principal = Depends(principal),
-        last_event_id: str | None = Header(default=None),
-    ) -> StreamingResponse:  # fmt: skip
+        chat_id: str, request: Request, last_event_id: str | None = Header(default=None)
+    ) -> StreamingResponse:
         o = orch(request)
-        await o.chats.load_visible(chat_id, who)
+        await o.chats.load_visible(chat_id, principal(request))
         after = -1
         if last_event_id is not None:
             if not last_event_id.strip().lstrip("-").isdigit():
@@ -215,8 +215,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return sse(o.chats.follow(chat_id, after=after))
 
     @app.delete("/chat/{chat_id}", status_code=204)
-    async def delete_chat(chat_id: str, request: Request, who: Principal = Depends(principal)) -> Response:
-        await orch(request).chats.delete(chat_id, who)
+    async def delete_chat(chat_id: str, request: Request) -> Response:
+        await orch(request).chats.delete(chat_id, principal(request))
         return Response(status_code=204)
 
     @app.get("/health")
@@ -237,10 +237,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse({"status": "ready", "redis": "ok", "mode": mode, "roles": o.roles.urls_in_use()})
 
     @app.get("/metrics")
-    async def metrics(request: Request, authorization: str | None = Header(default=None)) -> Response:
-        if settings.admin_token and not Principal.from_bearer(settings, _bearer(authorization)).admin:
+    async def metrics(request: Request) -> Response:
+        if settings.admin_token and not principal(request).admin:
             raise ApiError(401, "unauthorized", "GET /metrics needs the admin token (UMI_ADMIN_TOKEN)")
         return Response(generate_latest(orch(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
 
+
+
+def create_worker_app() -> FastAPI:
+    """The app of one worker process of ``umi serve orchestrator --workers N``."""
+    settings = Settings()
+    configure(settings.log_level)
+    return create_app(settings)

@@ -94,28 +94,36 @@ class Chats:
         stored = request.model_copy(update={"chat_id": chat_id, "stream": False})
         fingerprint = request.fingerprint()
         sub = self.hub.open(chat_id) if request.stream else None
+        # A chat_id made here is new: the chat starts while Redis creates it, so its first planner
+        # request overlaps the create round trip (it writes nothing until the create succeeds).
+        # A chat_id from the client may exist: it is created first, and no model is asked twice.
+        token: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        state = ChatState(chat_id=chat_id, request=stored)
+        run = self.supervisor.start(state, token) if request.chat_id is None else None
         try:
             created = await self.store.create(
                 chat_id, self.supervisor.owner,
                 {"request": stored.model_dump_json(), "fingerprint": fingerprint,
                  "metadata": json.dumps(request.metadata), "owner": who.owner},
             )  # fmt: skip
+            if not created.created:
+                if created.owner != who.owner and not who.admin:
+                    raise ApiError(409, "conflict", f"chat_id {chat_id} is already in use", "chat_id")
+                if created.fingerprint != fingerprint:
+                    raise ApiError(
+                        409, "conflict", f"chat {chat_id} exists with another query, tools or max_steps", "chat_id"
+                    )
         except BaseException:
-            if sub is not None:
-                sub.close()
+            token.cancel()
+            if run is not None:
+                run.cancel()
+            self._close(sub)
             raise
-        if not created.created:
-            if created.owner != who.owner and not who.admin:
-                self._close(sub)
-                raise ApiError(409, "conflict", f"chat_id {chat_id} is already in use", "chat_id")
-            if created.fingerprint != fingerprint:
-                self._close(sub)
-                raise ApiError(
-                    409, "conflict", f"chat {chat_id} exists with another query, tools or max_steps", "chat_id"
-                )
-            return chat_id, sub
-        state = ChatState(chat_id=chat_id, request=stored, created_at=created.at, updated_at=created.at)
-        self.supervisor.start(state, created.token)
+        if created.created:
+            state.created_at = state.updated_at = created.at
+            token.set_result(created.token)
+            if run is None:
+                self.supervisor.start(state, token)
         return chat_id, sub
 
     @staticmethod

@@ -42,7 +42,7 @@ from orchestrator.models import (
 )
 from orchestrator.roles import RoleClient, RoleError, TokenSink, encode_body
 from orchestrator.settings import Settings
-from orchestrator.store import ChatStore, StoreUnavailable, StoredChat
+from orchestrator.store import ChatStore, StoreError, StoredChat, StoreUnavailable
 from orchestrator.tools import ToolRunner, error_observation
 from umi.format.tools import HALLUCINATED_NAME
 from umi.format.turns import caller_turn_content
@@ -185,24 +185,56 @@ def give_up_answer(thought: str) -> str | None:
 
 
 class Writer:
-    """Writes one chat's steps under a fencing token, retrying while Redis is unavailable."""
+    """Writes one chat's steps under a fencing token, in order, retrying while Redis is unavailable.
 
-    def __init__(self, loop: "ChatLoop", state: ChatState, token: int):
+    ``behind=True`` takes the write off the critical path: the steps join the chat's state at
+    once (so the next role request can go out) and the write completes in the background. The
+    next write waits for it first, so writes stay in order and a failed one stops the chat
+    before anything else is written or executed. Writes that must be durable before what
+    follows (a caller step before its tool runs, a status the client is answered with) are
+    awaited.
+    """
+
+    def __init__(self, loop: "ChatLoop", state: ChatState, token: int | asyncio.Future[int]):
         self.loop = loop
         self.state = state
-        self.token = token
+        self.token = token  # a future while the chat is being created: the first write waits for it
+        self.pending: asyncio.Task[None] | None = None
+
+    async def flush(self) -> None:
+        """Wait for the write in the background, if any (raises Detached if it failed)."""
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            await pending
+
+    def cancel(self) -> None:
+        if self.pending is not None:
+            self.pending.cancel()
 
     async def write(
-        self, steps: list[Step], fields: Mapping[str, Any] | None = None, *, status: str | None = None
-    ) -> None:
-        loop, state = self.loop, self.state
+        self, steps: list[Step], fields: Mapping[str, Any] | None = None, *, status: str | None = None,
+        behind: bool = False,
+    ) -> None:  # fmt: skip
+        await self.flush()
         fields = dict(fields or {})
         if status is not None:
             fields["status"] = status
         for step in steps:
             if step.model_version is not None:
-                role = "backbone" if loop.settings.single_model else step.role
+                role = "backbone" if self.loop.settings.single_model else step.role
                 fields[f"model:{role}"] = step.model_version
+        expected_index = self.state.next_index
+        self.state.add(steps)
+        store = self._store(expected_index, steps, fields, status)
+        if behind and status is None:
+            self.pending = asyncio.get_running_loop().create_task(store)
+        else:
+            await store
+
+    async def _store(self, expected_index: int, steps: list[Step], fields: dict[str, Any], status: str | None) -> None:
+        loop, state = self.loop, self.state
+        if not isinstance(self.token, int):
+            self.token = await self.token
         release = status is not None and status != "running"
         write_id = uuid.uuid4().hex
         deadline = time.monotonic() + loop.settings.write_retry_s
@@ -210,7 +242,7 @@ class Writer:
         while True:
             try:
                 _, at = await loop.store.append(
-                    state.chat_id, loop.owner, self.token, state.next_index, steps, fields,
+                    state.chat_id, loop.owner, self.token, expected_index, steps, fields,
                     release=release, write_id=write_id,
                 )  # fmt: skip
                 break
@@ -220,7 +252,8 @@ class Writer:
                 log.warning("step write failed, retrying: %s", exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
-        state.add(steps)
+            except StoreError as exc:  # fenced, deleted, or raced: this process stops here
+                raise Detached(f"step write refused: {exc}") from exc
         state.updated_at = at
         for step in steps:
             loop.metrics.steps.labels(step.role).inc()
@@ -234,7 +267,8 @@ class Writer:
             if status in SETTLED:
                 loop.metrics.chats.labels(status).inc()
                 log.info("chat %s", status, extra={"status": status})
-                loop.hub.publish(state.chat_id, "settled", state.doc())
+                if loop.hub.has_subscribers(state.chat_id):
+                    loop.hub.publish(state.chat_id, "settled", state.doc())
 
 
 class ChatLoop:
@@ -250,8 +284,11 @@ class ChatLoop:
         self.metrics = metrics
         self.owner = owner
 
-    async def run(self, state: ChatState, token: int) -> ChatDoc:
-        """Advance the chat until it settles. Raises Detached when this process must stop."""
+    async def run(self, state: ChatState, token: int | asyncio.Future[int]) -> ChatDoc:
+        """Advance the chat until it settles. Raises Detached when this process must stop.
+
+        ``token`` may still be a future (the chat is being created): the first role request
+        goes out meanwhile, and nothing is written before the token is known."""
         writer = Writer(self, state, token)
         bind(chat_id=state.chat_id)
         try:
@@ -277,6 +314,8 @@ class ChatLoop:
         except Detached as exc:
             log.warning("chat detached from this process: %s", exc)
             raise
+        finally:
+            writer.cancel()
         return state.doc()
 
     # ------------------------------------------------------------ role calls
@@ -319,7 +358,7 @@ class ChatLoop:
             state.answer = give_up_answer(plan.thought)
             await writer.write([step], {"answer": state.answer or ""}, status="gave_up")
         else:
-            await writer.write([step])
+            await writer.write([step], behind=True)
 
     async def _call(self, writer: Writer) -> None:
         state = writer.state
@@ -385,12 +424,12 @@ class ChatLoop:
             turn = None if merged else caller_turn_content(HALLUCINATED_NAME, call.arguments_raw)
             caller = Step(name=call.name, arguments=arguments, turn=turn, **common)
             message = f"No such function name: {call.name}"
-            await writer.write([*before, caller, self._error_observation(caller, message, "unknown_tool")])
+            await writer.write([*before, caller, self._error_observation(caller, message, "unknown_tool")], behind=True)
             return
         caller = Step(name=tool.function.name, arguments=arguments, turn=None if merged else call.turn, **common)
         if call.arguments is None:
             message = f"Tool input parse error: {call.error or 'the arguments are not a JSON object'}"
-            await writer.write([*before, caller, self._error_observation(caller, message, "invalid_arguments")])
+            await writer.write([*before, caller, self._error_observation(caller, message, "invalid_arguments")], behind=True)
             return
         if tool.endpoint is None:
             state.pending = [PendingToolCall(tool_call_id=call_id, name=tool.function.name, arguments=call.arguments)]
@@ -422,11 +461,11 @@ class ChatLoop:
             self.metrics.tool_errors.labels(self.metrics.tool_label(tool.function.name), "result_lost").inc()
             log.warning("tool call of step %d was interrupted; its result is recorded as lost", caller.index)
             observation = observation_step(caller, error_observation(RESULT_LOST), "result_lost")
-            await writer.write([observation], {f"tool:{caller.index}": "lost"})
+            await writer.write([observation], {f"tool:{caller.index}": "lost"}, behind=True)
             return
         if resumed:
             log.info("re-executing the interrupted call of step %d (endpoint marked idempotent)", caller.index)
         result = await self.tools.run(tool, caller.arguments, idempotency_key(state.chat_id, caller.index))
         latency = (time.perf_counter() - t0) * 1000
         observation = observation_step(caller, result.content, result.error, started_at, latency)
-        await writer.write([observation], {f"tool:{caller.index}": "finished"})
+        await writer.write([observation], {f"tool:{caller.index}": "finished"}, behind=True)

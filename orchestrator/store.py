@@ -187,20 +187,18 @@ class ScriptPipeline:
         self.client = client
         self.on_round_trip = on_round_trip
         self.pending: list[tuple[AsyncScript, list[str], list[Any], asyncio.Future[Any]]] = []
+        self.flusher: asyncio.Task[None] | None = None
 
     def call(self, script: AsyncScript, keys: list[str], args: list[Any]) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        if not self.pending:
-            loop.call_soon(self._flush_soon)
         self.pending.append((script, keys, args, future))
+        if self.flusher is None:  # it starts next turn, with every call made until then
+            self.flusher = loop.create_task(self._flush())
         return future
 
-    def _flush_soon(self) -> None:
-        batch, self.pending = self.pending, []
-        asyncio.get_running_loop().create_task(self._flush(batch))
-
-    async def _flush(self, batch: list[tuple[AsyncScript, list[str], list[Any], asyncio.Future[Any]]]) -> None:
+    async def _flush(self) -> None:
+        batch, self.pending, self.flusher = self.pending, [], None
         try:
             replies = await self._send(batch)
             missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]

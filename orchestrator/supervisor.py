@@ -46,18 +46,27 @@ class Supervisor:
     def is_local(self, chat_id: str) -> bool:
         return chat_id in self.tasks
 
-    def start(self, state: ChatState, token: int) -> asyncio.Task[ChatDoc | None]:
-        """Advance the chat in this process (once: a chat already running here keeps its task)."""
+    def start(self, state: ChatState, token: int | asyncio.Future[int]) -> asyncio.Task[ChatDoc | None]:
+        """Advance the chat in this process (once: a chat already running here keeps its task).
+
+        ``token`` may be a future that the creator resolves; the lease is renewed from then on."""
         existing = self.tasks.get(state.chat_id)
         if existing is not None:
             return existing
-        self.tokens[state.chat_id] = token
+        if isinstance(token, int):
+            self.tokens[state.chat_id] = token
+        else:
+            token.add_done_callback(lambda f: self._token_known(state.chat_id, f))
         task = asyncio.get_running_loop().create_task(self._run(state, token), name=f"chat:{state.chat_id}")
         self.tasks[state.chat_id] = task
         self.metrics.chats_running.inc()
         return task
 
-    async def _run(self, state: ChatState, token: int) -> ChatDoc | None:
+    def _token_known(self, chat_id: str, future: asyncio.Future[int]) -> None:
+        if chat_id in self.tasks and not future.cancelled() and future.exception() is None:
+            self.tokens[chat_id] = future.result()
+
+    async def _run(self, state: ChatState, token: int | asyncio.Future[int]) -> ChatDoc | None:
         try:
             return await self.loop.run(state, token)
         except Detached:
