@@ -47,12 +47,14 @@ class Supervisor:
         return chat_id in self.tasks
 
     def start(self, state: ChatState, token: int | asyncio.Future[int]) -> asyncio.Task[ChatDoc | None]:
-        """Advance the chat in this process (once: a chat already running here keeps its task).
-
-        ``token`` may be a future that the creator resolves; the lease is renewed from then on."""
+        """Advance the chat in this process. A chat already running here keeps its task, unless
+        ``token`` is newer. ``token`` may be a future that the creator resolves."""
         existing = self.tasks.get(state.chat_id)
-        if existing is not None:
+        newer = isinstance(token, int) and token > self.tokens.get(state.chat_id, 0)
+        if existing is not None and not existing.done() and not newer:
             return existing
+        # With a newer token (tool outputs came in while the previous run was still finishing),
+        # the new run takes over; the old one can no longer write.
         if isinstance(token, int):
             self.tokens[state.chat_id] = token
         else:
@@ -77,10 +79,11 @@ class Supervisor:
             log.exception("chat loop crashed; the chat will be resumed when its lease expires")
             return None
         finally:
-            self.tasks.pop(state.chat_id, None)
-            self.tokens.pop(state.chat_id, None)
             self.metrics.chats_running.dec()
-            self.hub.publish(state.chat_id, "detached")
+            if self.tasks.get(state.chat_id) is asyncio.current_task():
+                del self.tasks[state.chat_id]
+                self.tokens.pop(state.chat_id, None)
+                self.hub.publish(state.chat_id, "detached")
 
     def cancel(self, chat_id: str) -> None:
         task = self.tasks.get(chat_id)

@@ -94,12 +94,14 @@ def orch(make_orch: Callable[..., Orch]) -> Orch:
 class OrchestratorProcess:
     """`python -m umi.cli serve orchestrator` as a subprocess (so that it can be killed -9)."""
 
-    def __init__(self, env: dict[str, str], log_path: Path):
+    def __init__(self, env: dict[str, str], log_path: Path, args: list[str]):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
         self.log = log_path.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "umi.cli", "serve", "orchestrator", "--host", "127.0.0.1", "--port", str(self.port)],
+            [sys.executable, "-m", "umi.cli", "serve", "orchestrator", "--host", "127.0.0.1", "--port", str(self.port),
+             *args],
             env={**os.environ, **env}, stdout=self.log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         deadline = time.monotonic() + 30
@@ -131,17 +133,18 @@ class OrchestratorProcess:
 def spawn_orch(
     redis_url: str, fake_roles: FakeRoles, key_prefix: str, tmp_path: Path
 ) -> Iterator[Callable[..., OrchestratorProcess]]:
-    """Start orchestrator processes (settings from UMI_* variables); all stopped at teardown."""
+    """Start orchestrator processes (``args`` on the command line, settings as UMI_* variables);
+    all are stopped at teardown."""
     procs: list[OrchestratorProcess] = []
 
-    def spawn(**overrides: Any) -> OrchestratorProcess:
+    def spawn(args: tuple[str, ...] = (), **overrides: Any) -> OrchestratorProcess:
         env = {
             "UMI_REDIS_URL": redis_url, "UMI_KEY_PREFIX": key_prefix, "UMI_ROLE_BACKOFF_S": "0.01",
             "UMI_PLANNER_URL": fake_roles.url, "UMI_CALLER_URL": fake_roles.url,  # type: ignore[attr-defined]
             "UMI_SUMMARIZER_URL": fake_roles.url, "UMI_LOG_LEVEL": "INFO",  # type: ignore[attr-defined]
         }  # fmt: skip
         env.update({f"UMI_{k.upper()}": str(v) for k, v in overrides.items()})
-        proc = OrchestratorProcess(env, tmp_path / f"orchestrator-{len(procs)}.log")
+        proc = OrchestratorProcess(env, tmp_path / f"orchestrator-{len(procs)}.log", list(args))
         procs.append(proc)
         return proc
 

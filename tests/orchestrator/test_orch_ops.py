@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 
+import httpx
+
 import pytest
 from orch_fakes import Fail, free_port, tool
 
@@ -66,3 +68,17 @@ def test_settings_come_from_umi_variables(monkeypatch: pytest.MonkeyPatch) -> No
     assert settings.api_key_list == {"a", "b"}
     assert settings.backbone_url is None and not settings.single_model
     assert settings.observation_max_chars == 77 and settings.chat_ttl_s == 7 * 24 * 3600
+
+
+def test_serve_with_two_workers_logs_json_with_chat_id(spawn_orch, tool_server) -> None:
+    orch = spawn_orch(args=("--workers", "2"), log_level="DEBUG")
+    body = {"query": "q", "tools": [tool("t", tool_server.url + "/echo")]}
+    docs = [httpx.post(orch.url + "/chat", json=body, timeout=30).json() for _ in range(4)]
+    assert [d["status"] for d in docs] == ["completed"] * 4
+    for doc in docs:  # any worker can read any chat: the state is in Redis
+        assert httpx.get(f"{orch.url}/chat/{doc['chat_id']}", timeout=10).json()["steps"] == doc["steps"]
+    orch.stop()
+    lines = [json.loads(line) for line in orch.log_path.read_text().splitlines() if line.startswith("{")]
+    written = [line for line in lines if line["msg"].endswith("step written")]
+    assert {line["chat_id"] for line in written} == {d["chat_id"] for d in docs}
+    assert sorted(line["step"] for line in written) == sorted(list(range(5)) * 4)
