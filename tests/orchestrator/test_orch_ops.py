@@ -6,7 +6,6 @@ import json
 import logging
 
 import httpx
-
 import pytest
 from orch_fakes import Fail, free_port, tool
 
