@@ -149,6 +149,19 @@ def default_planner(req: PlanRequest) -> PlanResponse:
     return plan("I know enough.", "conclusion") if has_observation(req) else plan("I need a tool.", "caller")
 
 
+def gated_planner(gate: threading.Event, timeout_s: float = 60) -> Callable[[PlanRequest], Any]:
+    """A planner that calls a tool first, and after an observation waits for ``gate`` to conclude:
+    it holds its chat at the step after the tool's observation."""
+
+    async def planner(req: PlanRequest) -> PlanResponse:
+        if has_observation(req):
+            await asyncio.to_thread(gate.wait, timeout_s)
+            return plan("Done.", "conclusion")
+        return plan("Call the tool.", "caller")
+
+    return planner
+
+
 def default_caller(req: CallRequest) -> CallResponse:
     return call(req.tooldocs()[0].Name, {"q": query_of(req)})
 

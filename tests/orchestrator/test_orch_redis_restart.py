@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import threading
@@ -14,9 +13,7 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from orch_fakes import free_port, plan, tool
-
-from umi.roleapi import PlanRequest
+from orch_fakes import free_port, gated_planner, tool
 
 
 class RedisServer:
@@ -66,13 +63,7 @@ def test_a_redis_restart_mid_chat(own_redis: RedisServer, make_orch, fake_roles,
     orch = make_orch(redis_url=own_redis.url, retry_after_s=2)
     gate = threading.Event()
 
-    async def planner(req: PlanRequest) -> Any:
-        if any(t.role == "observation" for t in req.history):
-            await asyncio.to_thread(gate.wait, 60)
-            return plan("Done.", "conclusion")
-        return plan("Call.", "caller")
-
-    fake_roles.planner = planner
+    fake_roles.planner = gated_planner(gate)
     result: dict[str, httpx.Response] = {}
     body = {"query": "q", "chat_id": "r1", "tools": [tool("t", tool_server.url + "/echo")]}
     poster = threading.Thread(target=lambda: result.update(r=httpx.post(orch.url + "/chat", json=body, timeout=60)))

@@ -7,16 +7,15 @@ with the same Idempotency-Key).
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 import httpx
-from orch_fakes import call, plan, tool
+from orch_fakes import call, gated_planner, tool
 
-from umi.roleapi import CallRequest, PlanRequest
+from umi.roleapi import CallRequest
 
 HELD_AT_PLANNER = ["k0", "k1", "k2", "k3"]  # the tool ran; the next planner call is in flight
 HELD_IN_TOOL = ["k4", "k5"]  # the tool call is running
@@ -46,16 +45,10 @@ def post_in_background(url: str, body: dict[str, Any]) -> threading.Thread:
 def test_kill_9_mid_chat_and_resume_in_another_process(spawn_orch, fake_roles, tool_server) -> None:
     planner_gate = threading.Event()
 
-    async def planner(req: PlanRequest) -> Any:
-        if any(t.role == "observation" for t in req.history):
-            await asyncio.to_thread(planner_gate.wait, 60)
-            return plan("Done.", "conclusion")
-        return plan("Call the tool.", "caller")
-
     def caller(req: CallRequest) -> Any:
         return call("t", {"key": req.history[0].content})
 
-    fake_roles.planner, fake_roles.caller = planner, caller
+    fake_roles.planner, fake_roles.caller = gated_planner(planner_gate), caller
     endpoints = {q: "/echo" for q in HELD_AT_PLANNER} | {q: "/gate" for q in HELD_IN_TOOL + HELD_IN_IDEMPOTENT_TOOL}
 
     first = spawn_orch(lease_ttl_s=1, sweep_interval_s=0.2)

@@ -8,9 +8,8 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
-from orch_fakes import plan, tool
+from orch_fakes import gated_planner, tool
 
-from umi.roleapi import PlanRequest
 from umi.sse import Event, iter_events
 
 
@@ -63,13 +62,7 @@ def test_events_resume_after_a_reconnect_with_last_event_id_on_another_process(
     first, second = make_orch(), make_orch()  # two processes' worth of orchestrator, one Redis
     gate = threading.Event()
 
-    async def planner(req: PlanRequest) -> Any:
-        if any(t.role == "observation" for t in req.history):
-            await asyncio.to_thread(gate.wait, 30)
-            return plan("Done.", "conclusion")
-        return plan("Call.", "caller")
-
-    fake_roles.planner = planner
+    fake_roles.planner = gated_planner(gate)
 
     async def run() -> tuple[list[Event], list[Event], list[Event]]:
         async with httpx.AsyncClient(timeout=30) as client:
