@@ -25,7 +25,6 @@ from umi.format.parsers import NEXT_SUFFIX
 from umi.format.turns import caller_turn_content
 from umi.roleapi import (
     BackboneRequest,
-    BackboneResponse,
     CallRequest,
     CallResponse,
     ModelInfo,
