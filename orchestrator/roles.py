@@ -30,6 +30,9 @@ TokenSink = Callable[[str, int], Awaitable[None]]
 _RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 _BACKOFF_CAP_S = 10.0
 _JSON = {"content-type": "application/json"}
+KEEPALIVE_S = 4.0
+"""Idle pooled connections close before uvicorn's 5 s (the role services' and vLLM's servers),
+so that a request rarely meets a connection the server is closing."""
 
 
 class RoleError(Exception):
@@ -97,7 +100,10 @@ class RoleClient:
         self.settings = settings
         self.metrics = metrics
         self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=settings.role_max_connections, limit_per_host=0, ttl_dns_cache=60),
+            connector=aiohttp.TCPConnector(
+                limit=settings.role_max_connections, limit_per_host=0, ttl_dns_cache=60,
+                keepalive_timeout=KEEPALIVE_S,
+            ),  # fmt: skip
             timeout=aiohttp.ClientTimeout(total=settings.role_timeout_s, connect=min(10.0, settings.role_timeout_s)),
         )
         bases = {

@@ -31,6 +31,7 @@ import yarl
 
 from orchestrator.metrics import Metrics
 from orchestrator.models import Tool
+from orchestrator.roles import KEEPALIVE_S
 from orchestrator.settings import Allowlist, Settings
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -172,7 +173,9 @@ class ToolRunner:
         self.metrics = metrics
         self.policy = EndpointPolicy(settings.allowlist, resolve)
         self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=settings.role_max_connections, use_dns_cache=False),
+            connector=aiohttp.TCPConnector(
+                limit=settings.role_max_connections, use_dns_cache=False, keepalive_timeout=KEEPALIVE_S
+            ),
             trust_env=False,  # no proxy from the environment: the checked address is the one connected to
         )
 
