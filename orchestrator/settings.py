@@ -66,7 +66,7 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
 
-    @field_validator("backbone_url", "admin_token", mode="before")
+    @field_validator("backbone_url", "admin_token", "redis_write_retry_s", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value

@@ -69,6 +69,20 @@ def test_settings_come_from_umi_variables(monkeypatch: pytest.MonkeyPatch) -> No
     assert settings.observation_max_chars == 77 and settings.chat_ttl_s == 7 * 24 * 3600
 
 
+def test_every_setting_is_documented_with_its_default() -> None:
+    from pathlib import Path
+
+    table = (Path(__file__).parents[2] / "docs" / "readme-orchestrator.md").read_text()
+    rows = {line.split("|")[1].strip(" `"): line.split("|")[2].strip(" `") for line in table.splitlines()
+            if line.startswith("| `UMI_")}  # fmt: skip
+    for name, field in Settings.model_fields.items():
+        env = f"UMI_{name.upper()}"
+        assert env in rows, f"{env} is not in the README section's configuration table"
+        value = field.default
+        default = "" if value is None else str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+        assert default in rows[env] or (default == "" and rows[env] in ("unset", "")), (env, rows[env], default)
+
+
 def test_serve_with_two_workers_logs_json_with_chat_id(spawn_orch, tool_server) -> None:
     orch = spawn_orch(args=("--workers", "2"), log_level="DEBUG")
     body = {"query": "q", "tools": [tool("t", tool_server.url + "/echo")]}
