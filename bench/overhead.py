@@ -271,7 +271,7 @@ async def measure(args: argparse.Namespace, orchs: list[Orchestrator], fakes: st
         for orch in orchs:  # warm-up: connections on every side, imports, script cache
             await run_batch(lambda o=orch: via_orchestrator(client, o.url, tool_url), 256, 256)
         await run_batch(bare, 256, 256)
-        for concurrency, chats in ((1, args.chats_c1), (64, 128), (256, 256)):
+        for concurrency, chats in ((1, args.chats_c1), (64, 256), (256, 512)):
             lat: dict[int, list[float]] = {o.workers: [] for o in orchs}
             cpu = dict.fromkeys(lat, 0.0)
             evalsha = dict.fromkeys(lat, 0.0)
