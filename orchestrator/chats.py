@@ -119,11 +119,15 @@ class Chats:
                 run.cancel()
             self._close(sub)
             raise
-        if created.created:
-            state.created_at = state.updated_at = created.at
-            token.set_result(created.token)
-            if run is None:
-                self.supervisor.start(state, token)
+        if not created.created:  # the existing chat is answered; a speculative run stops
+            token.cancel()
+            if run is not None:
+                run.cancel()
+            return chat_id, sub
+        state.created_at = state.updated_at = created.at
+        token.set_result(created.token)
+        if run is None:
+            self.supervisor.start(state, created.token)
         return chat_id, sub
 
     @staticmethod
