@@ -200,6 +200,7 @@ class Writer:
         self.state = state
         self.token = token  # a future while the chat is being created: the first write waits for it
         self.pending: asyncio.Task[None] | None = None
+        self.run_task = asyncio.current_task()
 
     async def flush(self) -> None:
         """Wait for the write in the background, if any (raises Detached if it failed)."""
@@ -228,8 +229,15 @@ class Writer:
         store = self._store(expected_index, steps, fields, status)
         if behind and status is None:
             self.pending = asyncio.get_running_loop().create_task(store)
+            self.pending.add_done_callback(self._stop_run_if_failed)
         else:
             await store
+
+    def _stop_run_if_failed(self, task: asyncio.Task[None]) -> None:
+        """A refused background write stops the chat's run at once, not after its next role call."""
+        if not task.cancelled() and task.exception() is not None and self.run_task is not None:
+            log.warning("background step write failed: %s", task.exception())
+            self.run_task.cancel()
 
     async def _store(self, expected_index: int, steps: list[Step], fields: dict[str, Any], status: str | None) -> None:
         loop, state = self.loop, self.state

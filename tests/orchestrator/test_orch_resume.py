@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import redis
 from orch_fakes import call, gated_planner, tool
 
 from umi.roleapi import CallRequest
@@ -105,3 +106,43 @@ def test_kill_9_mid_chat_and_resume_in_another_process(spawn_orch, fake_roles, t
 
     metrics = httpx.get(second.url + "/metrics", timeout=10).text
     assert f"umi_orchestrator_chats_resumed_total {float(len(ALL))}" in metrics
+
+
+def test_a_process_whose_lease_was_taken_stops_writing(make_orch, fake_roles, tool_server, redis_url, key_prefix) -> None:
+    gate = threading.Event()
+    fake_roles.planner = gated_planner(gate)
+    first = make_orch(sweep_interval_s=0.2)
+    body = {"query": "q", "chat_id": "fenced", "tools": [tool("t", tool_server.url + "/echo")]}
+    poster = post_in_background(first.url, body)
+    wait_until(lambda: fake_roles.count("planner") == 2, "the chat waits on its second planner call")
+
+    # Another process takes the chat over (what its sweeper does after an expiry): a new token.
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    key = f"{key_prefix}chat:fenced"
+    r.hincrby(key, "lease_token", 1)
+    r.hset(key, "lease_owner", "someone-else")
+    gate.set()
+
+    def first_let_go() -> bool:
+        return metric_value(first, "umi_orchestrator_chats_running") == 0
+
+    wait_until(first_let_go, "the first process stopped the chat")
+    assert [s["role"] for s in first.client.get("/chat/fenced").json()["steps"]] == ["planner", "caller", "observation"]
+    assert r.hget(key, "status") == "running"
+
+    # The chat is the new owner's: once its lease lapses, a sweeper finishes it.
+    r.hset(key, "lease_until", 0)
+    r.zadd(f"{key_prefix}running", {"fenced": 0})
+    wait_until(lambda: first.client.get("/chat/fenced").json()["status"] == "completed", "a sweeper finished it")
+    doc = first.client.get("/chat/fenced").json()
+    assert [s["index"] for s in doc["steps"]] == [0, 1, 2, 3, 4]
+    assert tool_server.total() == 1
+    poster.join(timeout=30)  # the first POST, waiting on the chat, is answered too
+    r.close()
+
+
+def metric_value(orch: Any, name: str) -> float:
+    for line in orch.client.get("/metrics").text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    raise AssertionError(f"{name} is not exported")
