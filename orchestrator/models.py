@@ -1,0 +1,153 @@
+"""The orchestrator's API bodies (OpenAPI at /docs). Clients depend on these names."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from umi.format.parsers import Decision
+from umi.format.tools import OpenAITool, cut_name
+
+ChatStatus = Literal["running", "completed", "gave_up", "requires_action", "max_steps", "failed"]
+SETTLED: frozenset[str] = frozenset({"completed", "gave_up", "requires_action", "max_steps", "failed"})
+"""Every status but ``running``: the chat does not advance on its own."""
+
+StepRole = Literal["planner", "caller", "observation", "summarizer"]
+CHAT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+
+
+class Endpoint(BaseModel):
+    """Where the orchestrator executes a tool. A tool without one is executed by the client."""
+
+    model_config = ConfigDict(extra="forbid")
+    url: str = Field(min_length=1, max_length=2048)
+    method: Literal["POST", "GET"] = "POST"
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout_s: float | None = Field(default=None, gt=0, le=600)
+    idempotent: bool = Field(
+        default=False,
+        description="safe to run again: a call interrupted by a restart is re-executed instead of reported lost",
+    )
+
+
+class Tool(OpenAITool):
+    """An OpenAI function tool plus an optional endpoint."""
+
+    endpoint: Endpoint | None = None
+
+    def role_dict(self) -> dict[str, Any]:
+        """The tool as the role services receive it: the OpenAI tool without the endpoint."""
+        return {"type": self.type, "function": self.function.model_dump(exclude_none=True)}
+
+    @property
+    def model_name(self) -> str:
+        """The name the role models see (the last 64 characters)."""
+        return cut_name(self.function.name)
+
+
+class ChatRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    query: str = Field(min_length=1)
+    tools: list[Tool] = Field(default_factory=list)
+    max_steps: int = Field(default=10, ge=1, description="the most planner turns the chat may take")
+    stream: bool = False
+    chat_id: str | None = Field(default=None, pattern=CHAT_ID_PATTERN)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    def fingerprint(self) -> str:
+        """What makes two creates with the same chat_id the same request."""
+        body = {"query": self.query, "tools": [t.model_dump(mode="json") for t in self.tools], "max_steps": self.max_steps}
+        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:32]
+
+
+class Usage(BaseModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class Step(BaseModel):
+    """One step of a chat. Fields that do not belong to the step's role are null."""
+
+    index: int
+    role: StepRole
+    # planner
+    thought: str | None = None
+    next: Decision | None = None
+    # caller (and observation: which call it answers)
+    name: str | None = None
+    arguments: dict[str, Any] | str | None = Field(
+        default=None, description="the parsed JSON object, or the raw text when it is not one"
+    )
+    tool_call_id: str | None = None
+    # observation
+    content: str | None = None
+    error: str | None = Field(default=None, description="observation: the kind of error it reports, if any")
+    # summarizer
+    answer: str | None = None
+    # every step
+    turn: str | None = Field(default=None, description="the turn as the role models see it in the history")
+    model_version: str | None = None
+    usage: Usage | None = None
+    started_at: float = Field(description="seconds since the epoch")
+    latency_ms: float
+
+
+class PendingToolCall(BaseModel):
+    tool_call_id: str
+    name: str
+    arguments: dict[str, Any]
+
+
+class ChatUsage(Usage):
+    role_calls: int = Field(default=0, description="role-service calls that produced a step")
+    observations: int = 0
+
+
+class ChatError(BaseModel):
+    type: str
+    message: str
+    role: str | None = None
+    status_code: int | None = None
+
+
+class ChatDoc(BaseModel):
+    """The response of POST /chat and GET /chat/{chat_id}, and the data of the ``done`` event."""
+
+    chat_id: str
+    status: ChatStatus
+    answer: str | None = None
+    steps: list[Step] = Field(default_factory=list)
+    pending_tool_calls: list[PendingToolCall] = Field(default_factory=list)
+    models: dict[str, str] = Field(default_factory=dict, description="role -> model version")
+    usage: ChatUsage = Field(default_factory=ChatUsage)
+    error: ChatError | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    created_at: float | None = None
+    updated_at: float | None = None
+
+
+class ToolOutput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    tool_call_id: str = Field(min_length=1)
+    output: str
+
+
+class ToolOutputsRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    outputs: list[ToolOutput] = Field(min_length=1)
+    stream: bool = False
+
+
+def chat_usage(steps: list[Step]) -> ChatUsage:
+    usage = ChatUsage()
+    for step in steps:
+        if step.usage is not None:
+            usage.prompt_tokens += step.usage.prompt_tokens
+            usage.completion_tokens += step.usage.completion_tokens
+            usage.role_calls += 1
+        if step.role == "observation":
+            usage.observations += 1
+    return usage

@@ -1,0 +1,178 @@
+"""The client of the role services (umi.roleapi): pooled, with bounded retries and streaming.
+
+Retried: connection errors, timeouts, 408, 429 and 5xx (503's ``Retry-After`` is honoured up to
+the backoff cap). Not retried: other 4xx (the request is wrong and stays wrong) and a 2xx body
+that is not the role API's response. Streaming (``"stream": true``) forwards ``token`` deltas
+to a callback; a retry after some tokens starts the text again (the callback sees ``attempt``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, TypeVar
+
+import aiohttp
+from pydantic import BaseModel, ValidationError
+
+from orchestrator.metrics import Metrics
+from orchestrator.settings import Settings
+from umi.roleapi import BackboneResponse, CallResponse, PlanResponse, SummarizeResponse
+from umi.sse import iter_events
+
+R = TypeVar("R", bound=BaseModel)
+TokenSink = Callable[[str, int], Awaitable[None]]
+"""Called with each generated delta and the attempt number (1, 2, ...)."""
+
+_RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+_BACKOFF_CAP_S = 10.0
+_JSON = {"content-type": "application/json"}
+KEEPALIVE_S = 4.0
+"""Idle pooled connections close before uvicorn's 5 s (the role services' and vLLM's servers),
+so that a request rarely meets a connection the server is closing."""
+
+
+class RoleError(Exception):
+    def __init__(self, role: str, kind: str, message: str, status_code: int | None = None, retry_after: float | None = None):
+        super().__init__(message)
+        self.role = role
+        self.kind = kind
+        self.message = message
+        self.status_code = status_code
+        self.retry_after = retry_after
+
+    @property
+    def retryable(self) -> bool:
+        return self.kind in ("connection", "timeout", "stream") or self.status_code in _RETRY_STATUS
+
+
+def encode_body(tools_json: str | None, history: list[dict[str, str]], thought: str | None, stream: bool) -> bytes:
+    """A role request. ``tools_json`` is serialised once per chat and spliced in as it is."""
+    parts = []
+    if tools_json is not None:
+        parts.append(f'"tools":{tools_json}')
+    parts.append(f'"history":{json.dumps(history, separators=(",", ":"))}')
+    if thought is not None:
+        parts.append(f'"thought":{json.dumps(thought)}')
+    if stream:
+        parts.append('"stream":true')
+    return ("{" + ",".join(parts) + "}").encode()
+
+
+def _error_message(body: bytes) -> str:
+    try:
+        detail = json.loads(body).get("error", {})
+        return str(detail.get("message") or detail)
+    except (ValueError, AttributeError):
+        return body[:500].decode("utf-8", "replace")
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    try:
+        return float(headers["Retry-After"])
+    except (KeyError, ValueError):
+        return None
+
+
+async def _lines(stream: aiohttp.StreamReader) -> AsyncIterator[str]:
+    """Text lines of a response body, of any length."""
+    pending = ""
+    async for chunk in stream.iter_any():
+        pending += chunk.decode("utf-8")
+        *lines, pending = pending.split("\n")
+        for line in lines:
+            yield line
+    if pending:
+        yield pending
+
+
+class RoleClient:
+    PATHS = {"planner": "/v1/plan", "caller": "/v1/call", "summarizer": "/v1/summarize", "backbone": "/v1/step"}
+    MODELS: dict[str, type[BaseModel]] = {
+        "planner": PlanResponse, "caller": CallResponse, "summarizer": SummarizeResponse, "backbone": BackboneResponse,
+    }  # fmt: skip
+
+    def __init__(self, settings: Settings, metrics: Metrics):
+        """Build inside the running event loop (the pooled session belongs to it)."""
+        self.settings = settings
+        self.metrics = metrics
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(
+                limit=settings.role_max_connections, limit_per_host=0, ttl_dns_cache=60,
+                keepalive_timeout=KEEPALIVE_S,
+            ),  # fmt: skip
+            timeout=aiohttp.ClientTimeout(total=settings.role_timeout_s, connect=min(10.0, settings.role_timeout_s)),
+        )
+        bases = {
+            "planner": settings.planner_url, "caller": settings.caller_url,
+            "summarizer": settings.summarizer_url, "backbone": settings.backbone_url or "",
+        }  # fmt: skip
+        self.urls = {role: bases[role].rstrip("/") + path for role, path in self.PATHS.items()}
+
+    async def aclose(self) -> None:
+        await self.session.close()
+
+    def urls_in_use(self) -> dict[str, str]:
+        roles = ("backbone",) if self.settings.single_model else ("planner", "caller", "summarizer")
+        return {role: self.urls[role] for role in roles}
+
+    async def request(self, role: str, body: bytes, on_token: TokenSink | None = None) -> Any:
+        """POST one role request; the parsed response model of that role."""
+        started = time.perf_counter()
+        try:
+            for attempt in range(1, self.settings.role_max_attempts + 1):
+                try:
+                    return await self._attempt(role, body, on_token, attempt)
+                except RoleError as exc:
+                    self.metrics.role_errors.labels(role, exc.kind).inc()
+                    if not exc.retryable or attempt == self.settings.role_max_attempts:
+                        raise
+                    await asyncio.sleep(self._backoff(attempt, exc.retry_after))
+            raise AssertionError("unreachable")
+        finally:
+            self.metrics.role_seconds.labels(role).observe(time.perf_counter() - started)
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        delay = self.settings.role_backoff_s * (2 ** (attempt - 1)) * (0.5 + random.random())
+        if retry_after is not None:
+            delay = max(delay, retry_after)
+        return min(delay, _BACKOFF_CAP_S)
+
+    async def _attempt(self, role: str, body: bytes, on_token: TokenSink | None, attempt: int) -> Any:
+        model = self.MODELS[role]
+        try:
+            async with self.session.post(self.urls[role], data=body, headers=_JSON) as response:
+                if on_token is None or response.status != 200 or response.content_type != "text/event-stream":
+                    data = await response.read()
+                    self._raise_for_status(role, response.status, data, response.headers)
+                    return self._parse(role, model, data)
+                async for event in iter_events(_lines(response.content)):
+                    if event.event == "token":
+                        await on_token(str(event.json().get("text", "")), attempt)
+                    elif event.event == "result":
+                        return self._parse(role, model, event.data)
+                    elif event.event == "error":
+                        raise RoleError(role, "stream", f"{role} stream error: {event.data[:500]}")
+                raise RoleError(role, "stream", f"{role} stream ended without a result")
+        except TimeoutError as exc:
+            raise RoleError(role, "timeout", f"{role} timed out after {self.settings.role_timeout_s:g} s") from exc
+        except aiohttp.ClientError as exc:
+            raise RoleError(role, "connection", f"{role} unreachable at {self.urls[role]}: {exc!r}") from exc
+
+    @staticmethod
+    def _raise_for_status(role: str, status: int, body: bytes, headers: Mapping[str, str]) -> None:
+        if status >= 300:
+            raise RoleError(
+                role, "http_status", f"{role} answered {status}: {_error_message(body)}",
+                status_code=status, retry_after=_retry_after(headers),
+            )  # fmt: skip
+
+    @staticmethod
+    def _parse(role: str, model: type[R], data: bytes | str) -> R:
+        try:
+            return model.model_validate_json(data)
+        except ValidationError as exc:
+            raise RoleError(role, "bad_response", f"{role} answered a body that is not a {model.__name__}: {exc}") from exc

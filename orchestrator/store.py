@@ -1,0 +1,495 @@
+"""Chats in Redis: a hash per chat plus an append-only stream of its steps.
+
+Keys (``P`` is ``UMI_KEY_PREFIX``):
+
+    P chat:<id>          hash    status, request, fingerprint, metadata, owner, answer, error,
+                                 pending, next_index, lease_token, lease_owner, lease_until,
+                                 model:<role>, tool:<step> (tool-call idempotency record),
+                                 last_write, created_at, updated_at
+    P chat:<id>:steps    stream  one entry per step, id ``<index>-1``, field ``s`` = the step JSON
+    P running            zset    running chats by lease expiry (ms, Redis clock): the sweeper's index
+
+Every change is one Lua script, so a step, the chat fields that go with it and the lease
+extension are written together or not at all. A write carries the writer's fencing token and
+the index it expects to write at; a process whose lease was taken (the token was bumped) or
+that lost a race cannot write. A write also carries a random ``write_id``: retried after a
+lost reply, it is recognised as already applied instead of failing or writing twice.
+Time inside the scripts is the Redis server's clock (``TIME``), so processes need no clock sync.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.commands.core import AsyncScript
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from orchestrator.metrics import Metrics
+from orchestrator.models import ChatDoc, Step, chat_usage
+
+T = TypeVar("T")
+
+# ---------------------------------------------------------------- Lua
+
+_NOW = """
+local _t = redis.call('TIME')
+local now = tonumber(_t[1]) * 1000 + math.floor(tonumber(_t[2]) / 1000)
+"""
+
+# Appends ARGV[first .. first+n-1] as steps from index `nxt`, then sets the field pairs that follow.
+_WRITE_STEPS = """
+local function write_steps(nxt, n, first)
+  for i = 0, n - 1 do
+    redis.call('XADD', KEYS[2], (nxt + i) .. '-1', 's', ARGV[first + i])
+  end
+  if #ARGV >= first + n then
+    redis.call('HSET', KEYS[1], unpack(ARGV, first + n))
+  end
+end
+local function hold_lease(chat_id, owner, lease_ms)
+  local expiry = now + lease_ms
+  redis.call('HSET', KEYS[1], 'lease_owner', owner, 'lease_until', expiry)
+  redis.call('ZADD', KEYS[3], expiry, chat_id)
+end
+local function keep_for(ttl)
+  redis.call('EXPIRE', KEYS[1], ttl)
+  if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('EXPIRE', KEYS[2], ttl) end
+end
+"""
+
+# KEYS: chat, steps, running. ARGV: chat_id, owner, lease_ms, ttl_s, create_id, field pairs...
+# A create retried after a lost reply (same create_id) is recognised as this caller's.
+_CREATE = _NOW + _WRITE_STEPS + """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  local cur = redis.call('HMGET', KEYS[1], 'fingerprint', 'owner', 'create_id', 'lease_token', 'created_at')
+  if cur[3] == ARGV[5] then return {1, tonumber(cur[4]), tonumber(cur[5])} end
+  return {0, cur[1] or '', cur[2] or ''}
+end
+redis.call('HSET', KEYS[1], 'status', 'running', 'next_index', 0, 'lease_token', 1, 'create_id', ARGV[5],
+           'created_at', now, 'updated_at', now, unpack(ARGV, 6))
+hold_lease(ARGV[1], ARGV[2], tonumber(ARGV[3]))
+keep_for(ARGV[4])
+return {1, 1, now}
+"""
+
+# KEYS: chat, steps, running.
+# ARGV: chat_id, owner, token, expected_index, n, ttl_s, lease_ms (0 = release), write_id,
+#       n step JSONs, field pairs...
+_APPEND = _NOW + _WRITE_STEPS + """
+local cur = redis.call('HMGET', KEYS[1], 'lease_token', 'next_index', 'last_write', 'status')
+if not cur[1] then return {-2} end
+if cur[3] == ARGV[8] then return {1, tonumber(cur[2]), now} end
+if cur[1] ~= ARGV[3] then return {-1, cur[1]} end
+if cur[4] ~= 'running' then return {-4, cur[4]} end
+local nxt = tonumber(cur[2])
+if nxt ~= tonumber(ARGV[4]) then return {-3, nxt} end
+local n = tonumber(ARGV[5])
+redis.call('HSET', KEYS[1], 'next_index', nxt + n, 'updated_at', now, 'last_write', ARGV[8])
+write_steps(nxt, n, 9)
+local lease_ms = tonumber(ARGV[7])
+if lease_ms > 0 then
+  hold_lease(ARGV[1], ARGV[2], lease_ms)
+else
+  redis.call('HDEL', KEYS[1], 'lease_owner', 'lease_until')
+  redis.call('ZREM', KEYS[3], ARGV[1])
+end
+keep_for(ARGV[6])
+return {1, nxt + n, now}
+"""
+
+# A chat in requires_action takes the client's tool outputs and runs again under a new lease.
+# KEYS: chat, steps, running. ARGV: chat_id, owner, lease_ms, ttl_s, expected_index, n, write_id,
+#       n step JSONs, field pairs...
+_RESUME = _NOW + _WRITE_STEPS + """
+local cur = redis.call('HMGET', KEYS[1], 'status', 'next_index', 'last_write', 'lease_token')
+if not cur[1] then return {-2} end
+if cur[3] == ARGV[7] then return {1, tonumber(cur[4]), tonumber(cur[2])} end
+if cur[1] ~= 'requires_action' then return {-4, cur[1]} end
+local nxt = tonumber(cur[2])
+if nxt ~= tonumber(ARGV[5]) then return {-3, nxt} end
+local n = tonumber(ARGV[6])
+local token = redis.call('HINCRBY', KEYS[1], 'lease_token', 1)
+redis.call('HSET', KEYS[1], 'status', 'running', 'next_index', nxt + n, 'updated_at', now, 'last_write', ARGV[7])
+redis.call('HDEL', KEYS[1], 'pending')
+write_steps(nxt, n, 8)
+hold_lease(ARGV[1], ARGV[2], tonumber(ARGV[3]))
+keep_for(ARGV[4])
+return {1, token, nxt + n}
+"""
+
+# Takes over running chats whose lease expired. KEYS: running. ARGV: owner, lease_ms, limit, prefix.
+_CLAIM = _NOW + """
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
+local out = {}
+for _, id in ipairs(ids) do
+  local key = ARGV[4] .. 'chat:' .. id
+  local cur = redis.call('HMGET', key, 'status', 'lease_until')
+  if cur[1] ~= 'running' then
+    redis.call('ZREM', KEYS[1], id)
+  elseif tonumber(cur[2] or '0') <= now then
+    local token = redis.call('HINCRBY', key, 'lease_token', 1)
+    local expiry = now + tonumber(ARGV[2])
+    redis.call('HSET', key, 'lease_owner', ARGV[1], 'lease_until', expiry)
+    redis.call('ZADD', KEYS[1], expiry, id)
+    table.insert(out, id)
+    table.insert(out, token)
+  else
+    redis.call('ZADD', KEYS[1], cur[2], id)
+  end
+end
+return out
+"""
+
+# Extends the leases this process holds. KEYS: chat hashes..., running.
+# ARGV: owner, lease_ms, then chat_id, token per chat. Returns the chats whose lease was taken.
+_RENEW = _NOW + """
+local running = KEYS[#KEYS]
+local lost = {}
+for i = 1, #KEYS - 1 do
+  local id, token = ARGV[1 + 2 * i], ARGV[2 + 2 * i]
+  local cur = redis.call('HMGET', KEYS[i], 'lease_token', 'status')
+  if cur[1] ~= token then
+    table.insert(lost, id)
+  elseif cur[2] == 'running' then
+    local expiry = now + tonumber(ARGV[2])
+    redis.call('HSET', KEYS[i], 'lease_owner', ARGV[1], 'lease_until', expiry)
+    redis.call('ZADD', running, expiry, id)
+  end
+end
+return lost
+"""
+
+
+# ---------------------------------------------------------------- pipelining
+
+
+class ScriptPipeline:
+    """Sends the script calls made during one event-loop turn together, as one pipeline.
+
+    Many chats advancing at once then cost one connection checkout and one round trip per
+    loop turn instead of one each. A lone call waits for nothing but the end of the current
+    turn. NOSCRIPT (a restarted Redis forgot the scripts) loads them and resends only the
+    calls that did not run.
+    """
+
+    def __init__(self, client: aioredis.Redis, on_round_trip: Callable[[], None]):
+        self.client = client
+        self.on_round_trip = on_round_trip
+        self.pending: list[tuple[AsyncScript, list[str], list[Any], asyncio.Future[Any]]] = []
+        self.flusher: asyncio.Task[None] | None = None
+
+    def call(self, script: AsyncScript, keys: list[str], args: list[Any]) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self.pending.append((script, keys, args, future))
+        if self.flusher is None:  # it starts next turn, with every call made until then
+            self.flusher = loop.create_task(self._flush())
+        return future
+
+    async def _flush(self) -> None:
+        batch, self.pending, self.flusher = self.pending, [], None
+        try:
+            replies = await self._send(batch)
+            missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+            if missing:
+                for script in {id(batch[i][0]): batch[i][0] for i in missing}.values():
+                    await self.client.script_load(script.script)
+                for i, reply in zip(missing, await self._send([batch[i] for i in missing]), strict=True):
+                    replies[i] = reply
+        except BaseException as exc:  # the connection failed: every call of the batch fails
+            for *_, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (*_, future), reply in zip(batch, replies, strict=True):
+            if future.done():
+                continue
+            if isinstance(reply, Exception):
+                future.set_exception(reply)
+            else:
+                future.set_result(reply)
+
+    async def _send(self, batch: list[tuple[AsyncScript, list[str], list[Any], asyncio.Future[Any]]]) -> list[Any]:
+        self.on_round_trip()
+        async with self.client.pipeline(transaction=False) as pipe:
+            for script, keys, args, _ in batch:
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+            return list(await pipe.execute(raise_on_error=False))
+
+
+# ---------------------------------------------------------------- errors
+
+
+class StoreError(Exception):
+    pass
+
+
+class StoreUnavailable(StoreError):
+    """Redis did not answer (connection refused, reset, timeout)."""
+
+
+class ChatGone(StoreError):
+    """The chat was deleted or expired."""
+
+
+class LeaseLost(StoreError):
+    """Another process holds the chat now: this one must not write."""
+
+
+class IndexConflict(StoreError):
+    """The chat already has a step at the index this writer expected to write."""
+
+
+class NotInStatus(StoreError):
+    def __init__(self, status: str):
+        super().__init__(f"the chat is {status}")
+        self.status = status
+
+
+_REJECTIONS: dict[int, type[StoreError]] = {-1: LeaseLost, -2: ChatGone, -3: IndexConflict}
+
+
+def _check(reply: Sequence[Any]) -> Sequence[Any]:
+    code = int(reply[0])
+    if code == -4:
+        raise NotInStatus(str(reply[1]))
+    if code < 0:
+        raise _REJECTIONS[code](f"rejected by Redis: {list(reply)}")
+    return reply
+
+
+# ---------------------------------------------------------------- data
+
+
+@dataclass
+class StoredChat:
+    chat_id: str
+    fields: dict[str, str]
+    steps: list[Step] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        return self.fields.get("status", "")
+
+    @property
+    def next_index(self) -> int:
+        return int(self.fields.get("next_index", "0"))
+
+    def json_field(self, name: str, default: Any = None) -> Any:
+        raw = self.fields.get(name)
+        return default if raw is None else json.loads(raw)
+
+    def tool_record(self, index: int) -> str | None:
+        return self.fields.get(f"tool:{index}")
+
+    def models(self) -> dict[str, str]:
+        return {k.removeprefix("model:"): v for k, v in self.fields.items() if k.startswith("model:")}
+
+    def to_doc(self) -> ChatDoc:
+        """The API document; ``steps`` are those that were loaded."""
+        return ChatDoc(
+            chat_id=self.chat_id,
+            status=self.status,
+            answer=self.fields.get("answer"),
+            steps=self.steps,
+            pending_tool_calls=self.json_field("pending", []),
+            models=self.models(),
+            usage=chat_usage(self.steps),
+            error=self.json_field("error"),
+            metadata=self.json_field("metadata", {}),
+            created_at=int(self.fields.get("created_at", "0")) / 1000,
+            updated_at=int(self.fields.get("updated_at", "0")) / 1000,
+        )
+
+
+@dataclass
+class Created:
+    created: bool
+    token: int = 0
+    fingerprint: str = ""
+    owner: str = ""
+    at: float = 0.0  # Redis time of the creation, seconds
+
+
+def _fields_args(fields: Mapping[str, Any]) -> list[Any]:
+    args: list[Any] = []
+    for key, value in fields.items():
+        args.append(key)
+        args.append(value if isinstance(value, str | int | float) else json.dumps(value))
+    return args
+
+
+def _steps_args(steps: Sequence[Step]) -> list[str]:
+    return [s.model_dump_json() for s in steps]
+
+
+def _parse_steps(entries: Sequence[tuple[str, Mapping[str, str]]]) -> list[Step]:
+    return [Step.model_validate_json(data["s"]) for _, data in entries]
+
+
+def connect(url: str, timeout_s: float, max_connections: int) -> aioredis.Redis:
+    """A bounded pool (a request waits up to ``timeout_s`` for a free connection) that fails
+    fast: one quick retry (a stale pooled connection after a server restart), then the error
+    goes to the caller, who answers 503 or retries itself."""
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=max_connections,
+        timeout=timeout_s,
+        decode_responses=True,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
+        retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), 1),
+        health_check_interval=30,
+    )
+    return aioredis.Redis(connection_pool=pool)
+
+
+class ChatStore:
+    def __init__(
+        self, client: aioredis.Redis, prefix: str, ttl_s: int, lease_ttl_s: float, metrics: Metrics,
+        blocking: aioredis.Redis | None = None,
+    ):  # fmt: skip
+        """``blocking`` serves XREAD BLOCK (SSE followers), so they cannot starve step writes."""
+        self.redis = client
+        self.blocking = blocking or client
+        self.prefix = prefix
+        self.ttl_s = int(ttl_s)
+        self.lease_ms = max(1, int(lease_ttl_s * 1000))
+        self.metrics = metrics
+        self.running_key = f"{prefix}running"
+        self._create = client.register_script(_CREATE)
+        self._append = client.register_script(_APPEND)
+        self._resume = client.register_script(_RESUME)
+        self._claim = client.register_script(_CLAIM)
+        self._renew = client.register_script(_RENEW)
+        self.pipeline = ScriptPipeline(client, metrics.redis_round_trips.inc)
+
+    def chat_key(self, chat_id: str) -> str:
+        return f"{self.prefix}chat:{chat_id}"
+
+    def steps_key(self, chat_id: str) -> str:
+        return f"{self.prefix}chat:{chat_id}:steps"
+
+    def _keys(self, chat_id: str) -> list[str]:
+        return [self.chat_key(chat_id), self.steps_key(chat_id), self.running_key]
+
+    async def _op(self, op: str, call: Callable[[], Awaitable[T]], pipelined: bool = False) -> T:
+        """One operation, timed; connection failures become StoreUnavailable."""
+        if not pipelined:
+            self.metrics.redis_round_trips.inc()
+        started = time.perf_counter()
+        try:
+            return await call()
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            self.metrics.redis_errors.labels(op).inc()
+            raise StoreUnavailable(f"Redis is unavailable: {exc}") from exc
+        finally:
+            self.metrics.redis_seconds.labels(op).observe(time.perf_counter() - started)
+
+    # ------------------------------------------------------------ writes
+
+    async def create(self, chat_id: str, owner: str, fields: Mapping[str, Any]) -> Created:
+        args = [chat_id, owner, self.lease_ms, self.ttl_s, uuid.uuid4().hex, *_fields_args(fields)]
+        reply = await self._op("create", lambda: self.pipeline.call(self._create, self._keys(chat_id), args), True)
+        if int(reply[0]) == 0:
+            return Created(created=False, fingerprint=str(reply[1]), owner=str(reply[2]))
+        return Created(created=True, token=int(reply[1]), at=int(reply[2]) / 1000)
+
+    async def append(
+        self,
+        chat_id: str,
+        owner: str,
+        token: int,
+        expected_index: int,
+        steps: Sequence[Step],
+        fields: Mapping[str, Any] | None = None,
+        *,
+        release: bool = False,
+        write_id: str | None = None,
+    ) -> tuple[int, float]:
+        """Write steps (maybe none) and chat fields at once; returns the next index and the
+        Redis time of the write (seconds).
+
+        ``release`` gives the lease up (the chat stops running). The same ``write_id`` makes a
+        retried write idempotent.
+        """
+        args = [
+            chat_id, owner, token, expected_index, len(steps), self.ttl_s,
+            0 if release else self.lease_ms, write_id or uuid.uuid4().hex,
+            *_steps_args(steps), *_fields_args(fields or {}),
+        ]  # fmt: skip
+        reply = _check(await self._op("append", lambda: self.pipeline.call(self._append, self._keys(chat_id), args), True))
+        return int(reply[1]), int(reply[2]) / 1000
+
+    async def resume_with_outputs(
+        self, chat_id: str, owner: str, expected_index: int, steps: Sequence[Step], write_id: str
+    ) -> int:
+        """requires_action -> running with the client's observations; returns the new token."""
+        args = [chat_id, owner, self.lease_ms, self.ttl_s, expected_index, len(steps), write_id, *_steps_args(steps)]
+        reply = await self._op("resume", lambda: self._resume(keys=self._keys(chat_id), args=args))
+        return int(_check(reply)[1])
+
+    async def claim_expired(self, owner: str, limit: int) -> list[tuple[str, int]]:
+        args = [owner, self.lease_ms, limit, self.prefix]
+        flat = await self._op("claim", lambda: self._claim(keys=[self.running_key], args=args))
+        return [(str(flat[i]), int(flat[i + 1])) for i in range(0, len(flat), 2)]
+
+    async def renew(self, owner: str, leases: Mapping[str, int]) -> list[str]:
+        """Extend this process's leases; returns the chats whose lease another process took."""
+        if not leases:
+            return []
+        keys = [self.chat_key(chat_id) for chat_id in leases] + [self.running_key]
+        args: list[Any] = [owner, self.lease_ms]
+        for chat_id, token in leases.items():
+            args += [chat_id, token]
+        return [str(x) for x in await self._op("renew", lambda: self._renew(keys=keys, args=args))]
+
+    async def delete(self, chat_id: str) -> bool:
+        async def run() -> list[Any]:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.delete(self.chat_key(chat_id), self.steps_key(chat_id))
+                pipe.zrem(self.running_key, chat_id)
+                return await pipe.execute()
+
+        return int((await self._op("delete", run))[0]) > 0
+
+    # ------------------------------------------------------------ reads
+
+    async def load(self, chat_id: str, after: int = -1) -> StoredChat | None:
+        """The chat's fields and its steps after index ``after``, in one round trip."""
+
+        async def run() -> list[Any]:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.hgetall(self.chat_key(chat_id))
+                pipe.xrange(self.steps_key(chat_id), min=f"{after + 1}-0")
+                return await pipe.execute()
+
+        fields, entries = await self._op("load", run)
+        if not fields:
+            return None
+        return StoredChat(chat_id=chat_id, fields=fields, steps=_parse_steps(entries))
+
+    async def wait_for_steps(self, chat_id: str, after: int, block_ms: int) -> list[Step]:
+        """Steps after index ``after``; blocks up to ``block_ms`` for the next one."""
+        start = f"{after}-1" if after >= 0 else "0-0"
+        reply = await self._op("wait", lambda: self.blocking.xread({self.steps_key(chat_id): start}, block=block_ms))
+        return _parse_steps(reply[0][1]) if reply else []
+
+    async def ping(self) -> bool:
+        return bool(await self._op("ping", self.redis.ping))
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+        if self.blocking is not self.redis:
+            await self.blocking.aclose()

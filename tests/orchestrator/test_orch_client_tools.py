@@ -1,0 +1,69 @@
+"""Client-executed tools: requires_action -> POST tool_outputs -> the chat goes on."""
+
+from __future__ import annotations
+
+from orch_fakes import call, tool
+
+
+def test_a_client_tool_round_trip(orch, fake_roles) -> None:
+    fake_roles.caller = lambda req: call("get_time", {"tz": "UTC"})
+    doc = orch.chat(query="What time is it?", tools=[tool("get_time")]).json()
+
+    assert doc["status"] == "requires_action"
+    assert [s["role"] for s in doc["steps"]] == ["planner", "caller"]
+    (pending,) = doc["pending_tool_calls"]
+    assert pending == {"tool_call_id": doc["steps"][1]["tool_call_id"], "name": "get_time", "arguments": {"tz": "UTC"}}
+    assert orch.client.get(f"/chat/{doc['chat_id']}").json()["pending_tool_calls"] == [pending]
+
+    response = orch.client.post(
+        f"/chat/{doc['chat_id']}/tool_outputs", json={"outputs": [{"tool_call_id": pending["tool_call_id"], "output": "12:00"}]}
+    )
+    assert response.status_code == 200
+    done = response.json()
+    assert done["status"] == "completed" and done["pending_tool_calls"] == []
+    assert [s["role"] for s in done["steps"]] == ["planner", "caller", "observation", "planner", "summarizer"]
+    observation = done["steps"][2]
+    assert (observation["content"], observation["tool_call_id"]) == ("12:00", pending["tool_call_id"])
+    assert done["answer"] == "answer: 12:00"
+    assert fake_roles.requests["planner"][1]["history"][3] == {"role": "observation", "content": "12:00"}
+
+    again = orch.client.post(
+        f"/chat/{doc['chat_id']}/tool_outputs", json={"outputs": [{"tool_call_id": pending["tool_call_id"], "output": "x"}]}
+    )
+    assert again.status_code == 409 and again.json()["error"]["field"] == "status"
+    assert fake_roles.count("planner") == 2
+
+
+def test_a_long_tool_name_is_mapped_back_from_the_64_characters_the_models_see(orch, fake_roles) -> None:
+    long_name = "get_current_weather_for_a_city_by_name_" + "x" * 40
+    seen = long_name[-64:]
+    fake_roles.caller = lambda req: call(req.tooldocs()[0].Name, {})
+    doc = orch.chat(query="q", tools=[tool(long_name)]).json()
+    assert fake_roles.requests["caller"][0]["tools"][0]["function"]["name"] == long_name
+    assert doc["pending_tool_calls"][0]["name"] == long_name != seen
+    assert doc["steps"][1]["name"] == long_name
+
+
+def test_tool_outputs_must_answer_the_pending_calls(orch, fake_roles) -> None:
+    fake_roles.caller = lambda req: call("t", {})
+    doc = orch.chat(query="q", tools=[tool("t")]).json()
+    url = f"/chat/{doc['chat_id']}/tool_outputs"
+
+    unknown = orch.client.post(url, json={"outputs": [{"tool_call_id": "call_nope", "output": "x"}]})
+    assert unknown.status_code == 422 and unknown.json()["error"]["field"] == "outputs.0.tool_call_id"
+    empty = orch.client.post(url, json={"outputs": []})
+    assert empty.status_code == 422 and empty.json()["error"]["field"] == "outputs"
+    missing_chat = orch.client.post("/chat/nope/tool_outputs", json={"outputs": [{"tool_call_id": "a", "output": "x"}]})
+    assert missing_chat.status_code == 404
+    assert orch.client.get(f"/chat/{doc['chat_id']}").json()["status"] == "requires_action"
+
+
+def test_observations_from_the_client_are_cut_too(make_orch, fake_roles) -> None:
+    orch = make_orch(observation_max_chars=5)
+    fake_roles.caller = lambda req: call("t", {})
+    doc = orch.chat(query="q", tools=[tool("t")]).json()
+    call_id = doc["pending_tool_calls"][0]["tool_call_id"]
+    done = orch.client.post(
+        f"/chat/{doc['chat_id']}/tool_outputs", json={"outputs": [{"tool_call_id": call_id, "output": "0123456789"}]}
+    ).json()
+    assert done["steps"][2]["content"] == "01234..."
