@@ -17,7 +17,7 @@ from orchestrator.models import ChatDoc, ChatRequest, ToolOutputsRequest
 from orchestrator.settings import Settings
 from orchestrator.store import ChatStore, IndexConflict, NotInStatus, StoredChat
 from orchestrator.supervisor import Supervisor
-from orchestrator.tools import cut_observation
+from umi.format.observations import cut_observation
 
 
 class ApiError(Exception):

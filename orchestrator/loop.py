@@ -43,7 +43,8 @@ from orchestrator.models import (
 from orchestrator.roles import RoleClient, RoleError, TokenSink, encode_body
 from orchestrator.settings import Settings
 from orchestrator.store import ChatStore, StoreError, StoredChat, StoreUnavailable
-from orchestrator.tools import ToolRunner, error_observation
+from orchestrator.tools import ToolRunner
+from umi.format.observations import error_observation
 from umi.format.tools import HALLUCINATED_NAME
 from umi.format.turns import caller_turn_content
 from umi.roleapi import BackboneResponse, CallResponse, PlanResponse, SummarizeResponse

@@ -33,6 +33,7 @@ from orchestrator.metrics import Metrics
 from orchestrator.models import Tool
 from orchestrator.roles import KEEPALIVE_S
 from orchestrator.settings import Allowlist, Settings
+from umi.format.observations import cut_observation, error_observation
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Awaitable[list[str]]]
@@ -150,16 +151,6 @@ class EndpointPolicy:
 class ToolResult:
     content: str  # the observation, cut to the configured length
     error: str | None = None  # the kind of error the observation reports
-
-
-def cut_observation(text: str, max_chars: int) -> str:
-    """Observations keep their first ``max_chars`` characters, then ``...`` (as the reference)."""
-    return text if len(text) <= max_chars else text[:max_chars] + "..."
-
-
-def error_observation(message: str, response: str = "") -> str:
-    """An error observation in the reference's (ToolBench's) shape."""
-    return json.dumps({"error": message, "response": response}, ensure_ascii=False)
 
 
 def _query_params(arguments: dict[str, Any]) -> dict[str, str]:

@@ -44,7 +44,7 @@ def test_observations_are_what_the_tools_server_answers() -> None:
             if response.status_code == 200:
                 assert observation == response.text
             else:
-                assert json.loads(observation)["message"] == response.json()["error"]
+                assert json.loads(observation) == {"error": f"HTTP {response.status_code}", "response": response.text}
             checked += 1
     assert checked > 40
 

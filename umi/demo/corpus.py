@@ -22,18 +22,20 @@ from umi.demo import tool_data as data
 from umi.demo.pools import Pools, make_pools
 from umi.demo.tools_app import TOOLS, tool_set
 from umi.format import caller_turn_content, tooldoc_from_openai
+from umi.format.observations import error_observation
 
 Split = Literal["train", "test"]
 ToolSetName = Literal["v1", "v2"]
 JSON = dict[str, Any]
 
-# What the orchestrator records as the observation of a tool answer (see orchestrator/tools.py).
 def observation_text(result: JSON) -> str:
+    """A tool's JSON answer as the tools server sends it (Starlette's compact JSON)."""
     return json.dumps(result, ensure_ascii=False, separators=(",", ":"))
 
 
-def error_observation(status: int, message: str) -> str:
-    return json.dumps({"error": f"HTTP {status}", "message": message}, ensure_ascii=False, separators=(",", ":"))
+def http_error_observation(status: int, tool_message: str) -> str:
+    """What the orchestrator records when a tool answers 4xx ``{"error": tool_message}``."""
+    return error_observation(f"HTTP {status}", observation_text({"error": tool_message}))
 
 
 @dataclass
@@ -261,7 +263,7 @@ def trajectory(s: Scenario, tool_docs: list[JSON]) -> JSON:
             turns.append({"from": "assistant", "value": call.thought + "\n Next: caller."})
             turns.append({"from": "caller", "value": caller_turn_content(call.tool, call.args)})
             if call.fails_with is not None:
-                turns.append({"from": "observation", "value": error_observation(400, call.fails_with)})
+                turns.append({"from": "observation", "value": http_error_observation(400, call.fails_with)})
                 continue
             result = _run(call)
             results.append(result)

@@ -14,12 +14,13 @@ from typing import Any
 
 from tqdm import tqdm
 
-from umi.demo.corpus import error_observation, observation_text
+from umi.demo.corpus import http_error_observation, observation_text
 from umi.demo.tool_data import ToolInputError
 from umi.demo.tools_app import BY_NAME
 from umi.eval.gold import gold_steps
 from umi.eval.predictions import Prediction
 from umi.eval.score import score
+from umi.format.observations import error_observation
 from umi.format import Trajectory, Turn, parse_caller, parse_planner, parse_summarizer, render_prompt
 
 MAX_NEW_TOKENS = 64
@@ -76,15 +77,16 @@ def step_predictions(models: dict[str, Generator], trajectories: Sequence[Trajec
 
 
 def _run_tool(name: str, args: dict[str, Any] | None) -> str:
+    """The observation the orchestrator would record (see orchestrator/loop.py and tools.py)."""
     tool = BY_NAME.get(name)
     if tool is None:
-        return error_observation(404, f"no tool named {name!r}")
+        return error_observation(f"No such function name: {name}")
     if args is None:
-        return error_observation(422, "arguments are not a JSON object")
+        return error_observation("Tool input parse error: the arguments are not a JSON object")
     try:
         return observation_text(tool.run(args))
     except (ToolInputError, KeyError, TypeError, ValueError) as exc:
-        return error_observation(400, f"{name}: {exc}")
+        return http_error_observation(400, f"{name}: {exc}")
 
 
 def run_loops(models: dict[str, Generator], trajectories: Sequence[Trajectory], max_steps: int = 8) -> list[dict[str, Any]]:
@@ -125,7 +127,7 @@ def _gold(traj: Trajectory) -> tuple[str, list[tuple[str, Any]], str]:
     status = "gave_up" if any("Next: give up." in t.content for t in turns if t.role == "planner") else "completed"
     calls = []
     for i, t in enumerate(turns):
-        if t.role == "caller" and i + 1 < len(turns) and '"error"' not in turns[i + 1].content[:10]:
+        if t.role == "caller" and i + 1 < len(turns) and not turns[i + 1].content.startswith('{"error"'):
             c = parse_caller(t.content)
             calls.append((c.name, c.arguments))
     answer = next((t.content for t in turns if t.role == "conclusion"), "")

@@ -1,0 +1,21 @@
+"""Observation text: how a tool's answer, or its failure, enters the history.
+
+Shared by the orchestrator (which records observations) and the demo corpus (which must train
+the models on the very text the orchestrator records).
+"""
+
+from __future__ import annotations
+
+import json
+
+DEFAULT_OBSERVATION_MAX_CHARS = 1024
+
+
+def cut_observation(text: str, max_chars: int = DEFAULT_OBSERVATION_MAX_CHARS) -> str:
+    """Observations keep their first ``max_chars`` characters, then ``...`` (as the reference)."""
+    return text if len(text) <= max_chars else text[:max_chars] + "..."
+
+
+def error_observation(message: str, response: str = "") -> str:
+    """An error observation in the reference's (ToolBench's) shape."""
+    return json.dumps({"error": message, "response": response}, ensure_ascii=False)
