@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: setup test clean
+.PHONY: setup test clean models
 
 setup: $(STAMP)
 
@@ -19,6 +19,15 @@ $(STAMP): pyproject.toml
 # A private Redis server for the run (installed with apt-get if missing and root), then pytest.
 test: setup
 	scripts/with-redis.sh $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The demo's tiny role models (recipes/demo.toml): corpus from its seed, then GLPFT. Models whose
+# inputs did not change are skipped, so this is quick when the shipped models are up to date.
+DEMO_MODELS ?= models/demo
+models: setup
+	$(BIN)/umi demo corpus --out $(DEMO_MODELS)/corpus --seed 7 --train 3000 --test 200
+	$(BIN)/umi train --recipe recipes/demo.toml --out $(DEMO_MODELS) --data-root $(DEMO_MODELS)
+	$(BIN)/umi demo quality --models $(DEMO_MODELS) --test $(DEMO_MODELS)/corpus/test-v1.json --quiet --out $(DEMO_MODELS)/quality.json > /dev/null
+	@echo "quality on the held-out split: $(DEMO_MODELS)/quality.json"
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

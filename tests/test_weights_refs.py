@@ -44,3 +44,12 @@ def test_check_weights_path(tmp_path: Path) -> None:
     check_weights_path("shenwzh3/alpha-umi-caller-7b", "full")  # a hub id: the engine resolves it
     with pytest.raises(WeightsProblem):
         check_weights_path("shenwzh3/alpha-umi-caller-7b", "lora")
+
+
+def test_version_recorded_by_umi_train_is_the_default(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "training.json").write_text('{"version": "demo-1-abcdef12", "role": "caller"}')
+    assert weights_ref(str(tmp_path)).version == "demo-1-abcdef12"
+    assert weights_ref(str(tmp_path), version="ops-7").version == "ops-7"
+    (tmp_path / "training.json").write_text("not json")
+    assert weights_ref(str(tmp_path)).version == fingerprint(str(tmp_path))

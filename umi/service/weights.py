@@ -1,12 +1,13 @@
 """Weights references: which weights a deployment serves, under which name and version.
 
-A version is given by the operator, or is a fingerprint of the weight files (names, sizes and
+A version is given by the operator, or recorded by `umi train` (`training.json`), or is a fingerprint of the weight files (names, sizes and
 modification times), so that new files in the same directory get a new version.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 from pathlib import Path
@@ -84,6 +85,16 @@ def fingerprint(path: str) -> str:
     return digest.hexdigest()[:12]
 
 
+def recorded_version(path: str) -> str | None:
+    """The version ``umi train`` recorded in the model directory (``training.json``), if any."""
+    try:
+        record = json.loads((Path(path) / "training.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    version = record.get("version") if isinstance(record, dict) else None
+    return version if isinstance(version, str) and version else None
+
+
 def default_name(path: str) -> str:
     return Path(path.rstrip("/")).name or path
 
@@ -94,7 +105,7 @@ def weights_ref(
     return WeightsRef(
         path=path,
         name=name or default_name(path),
-        version=version or fingerprint(path),
+        version=version or recorded_version(path) or fingerprint(path),
         kind=kind,
         engine_url=engine_url,
     )
