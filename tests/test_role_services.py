@@ -239,3 +239,33 @@ def test_url_engine_swap_gates_on_the_warm_up(clients: dict[str, httpx.Client], 
     assert client.post("/v1/summarize", json={"history": HISTORY, "sampling": SHORT}).json()["model"]["version"] == "v1b"
     back = client.post("/admin/weights/rollback", headers=ADMIN)
     assert back.status_code == 200 and back.json()["model"]["version"] == "v1"
+
+
+def test_umi_eval_steps_against_the_running_role_services(
+    clients: dict[str, httpx.Client], trajectories_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A small end-to-end evaluation: gold steps -> real role services -> metrics, and the same
+    numbers again from the saved predictions with no model."""
+    from umi.cli import main
+
+    urls = {role: str(client.base_url) for role, client in clients.items()}
+    out = tmp_path / "eval.json"
+    code = main([
+        "eval", "steps", "--data", str(trajectories_path), "--planner", urls["planner"], "--caller", urls["caller"],
+        "--summarizer", urls["summarizer"], "--backbone", urls["backbone"], "--out", str(out), "--quiet",
+        "--max-tokens", "12", "--concurrency", "4",
+    ])
+    assert code == 0
+    report = json.loads(out.read_text(encoding="utf-8"))
+    for name in ("multi-model", "single-model"):
+        metrics = report["runs"][name]["metrics"]
+        assert (metrics["steps"], metrics["missing"]) == (5, 0)
+        assert metrics["plan_acc"] is not None and metrics["act_em"] is not None
+    predictions = tmp_path / "eval.multi.predictions.json"
+    records = json.loads(predictions.read_text(encoding="utf-8"))
+    assert len(records) == 5 + 2 + 1 and all(r["model"]["version"] == "v1" for r in records)
+    capsys.readouterr()
+    rescored = tmp_path / "rescored.json"
+    assert main(["eval", "score", "--gold", str(trajectories_path), "--pred", str(predictions), "--out", str(rescored)]) == 0
+    again = json.loads(rescored.read_text(encoding="utf-8"))["runs"]["multi-model"]["metrics"]
+    assert again == report["runs"]["multi-model"]["metrics"]
