@@ -17,7 +17,6 @@ from umi.format import render_prompt
 from umi.format.tools import ToolDoc
 from umi.format.turns import Turn
 
-SPECIAL_TOKENS = ("<s>", "</s>", "<unk>", "<pad>")
 
 
 @dataclass(frozen=True)
@@ -52,60 +51,51 @@ def default_corpus() -> list[str]:
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int):  # -> PreTrainedTokenizerFast
     """A byte-level BPE trained on ``texts``, wrapped for ``transformers`` with Llama's specials."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
+    from umi.train.tokenizer import train_bpe_tokenizer
 
-    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=list(SPECIAL_TOKENS),
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tokenizer.train_from_iterator(list(texts), trainer=trainer)
-    from tokenizers import processors
+    return train_bpe_tokenizer(texts, vocab_size, model_max_length=TinyModelSpec.max_position_embeddings)
 
-    bos_id = tokenizer.token_to_id("<s>")
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", bos_id)]
+
+def new_llama(
+    tokenizer, hidden_size: int, intermediate_size: int, num_hidden_layers: int, num_attention_heads: int,
+    max_position_embeddings: int, seed: int,
+):  # -> LlamaForCausalLM
+    """A randomly initialised Llama sized for ``tokenizer`` (tied embeddings); the one place that
+    builds a model from scratch, for the test models here and for ``umi train``'s ``init = "scratch"``."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=intermediate_size,
+        num_hidden_layers=num_hidden_layers,
+        num_attention_heads=num_attention_heads,
+        num_key_value_heads=num_attention_heads,
+        max_position_embeddings=max_position_embeddings,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
     )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer,
-        bos_token="<s>",
-        eos_token="</s>",
-        unk_token="<unk>",
-        pad_token="<pad>",
-        model_max_length=TinyModelSpec.max_position_embeddings,
-    )
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(config)
 
 
 def make_tiny_model(out_dir: str | Path, texts: Iterable[str] | None = None, spec: TinyModelSpec | None = None) -> Path:
     """Write a tokenizer and a randomly initialised ``LlamaForCausalLM`` to ``out_dir``."""
-    import torch
-    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+    from transformers import GenerationConfig
 
     spec = spec or TinyModelSpec()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = train_tokenizer(texts if texts is not None else default_corpus(), spec.vocab_size)
     tokenizer.model_max_length = spec.max_position_embeddings
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=spec.hidden_size,
-        intermediate_size=spec.intermediate_size,
-        num_hidden_layers=spec.num_hidden_layers,
-        num_attention_heads=spec.num_attention_heads,
-        num_key_value_heads=spec.num_attention_heads,
-        max_position_embeddings=spec.max_position_embeddings,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=True,
+    model = new_llama(
+        tokenizer, spec.hidden_size, spec.intermediate_size, spec.num_hidden_layers, spec.num_attention_heads,
+        spec.max_position_embeddings, spec.seed,
     )
-    torch.manual_seed(spec.seed)
-    model = LlamaForCausalLM(config)
+    config = model.config
     # Like Llama-2 checkpoints: sampling on, so a request's temperature applies (`transformers
     # serve` samples only when the model's generation config says so; temperature 0 is greedy).
     model.generation_config = GenerationConfig(

@@ -80,21 +80,18 @@ def _tokenizer(recipe: Recipe, out: Path, base: Path) -> Any:
 
 def _new_model(recipe: Recipe, tokenizer: Any) -> Any:
     import torch
-    from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoModelForCausalLM
 
-    torch.manual_seed(recipe.seed)
+    from umi.models.tiny import new_llama
+
     if recipe.model.init != "scratch":
-        dtype = getattr(torch, recipe.model.dtype)
-        return AutoModelForCausalLM.from_pretrained(recipe.model.init, dtype=dtype)
+        torch.manual_seed(recipe.seed)
+        return AutoModelForCausalLM.from_pretrained(recipe.model.init, dtype=getattr(torch, recipe.model.dtype))
     shape = recipe.model.scratch
-    config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=shape.hidden_size, intermediate_size=shape.intermediate_size,
-        num_hidden_layers=shape.num_hidden_layers, num_attention_heads=shape.num_attention_heads,
-        num_key_value_heads=shape.num_attention_heads, max_position_embeddings=shape.max_position_embeddings,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=True,
+    return new_llama(
+        tokenizer, shape.hidden_size, shape.intermediate_size, shape.num_hidden_layers, shape.num_attention_heads,
+        shape.max_position_embeddings, recipe.seed,
     )
-    return LlamaForCausalLM(config)
 
 
 def _prepare(model: Any, recipe: Recipe) -> Any:
