@@ -44,7 +44,7 @@ _PRCTL = _load_prctl()
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec: no imports, no loading
+def die_with_parent() -> None:  # runs in the child between fork and exec: no imports, no loading
     if _PRCTL is not None:
         _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
@@ -83,7 +83,7 @@ class EngineProcess:
                 stderr=asyncio.subprocess.STDOUT,
                 env=env,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         except OSError as exc:
             self._tail.append(f"cannot start {self.argv[0]!r}: {exc}")

@@ -119,16 +119,26 @@ async def _tools(client: httpx.AsyncClient, suite: Suite) -> list[dict[str, Any]
     raise ValueError("the suite has neither tools nor tools_url")
 
 
+# What a chat request may raise: the request failed, or its answer is not a chat document.
+CHAT_ERRORS = (httpx.HTTPError, ValueError, KeyError)
+
+
+async def run_chat(client: httpx.AsyncClient, base: str, task: Task, tools: list[dict[str, Any]]) -> dict[str, Any]:
+    """``POST /chat`` for the task's query; the chat document once it stopped (raises CHAT_ERRORS)."""
+    response = await client.post(f"{base}/chat", json={"query": task.query, "tools": tools, "max_steps": task.max_steps})
+    response.raise_for_status()
+    chat: dict[str, Any] = response.json()
+    while chat.get("status") not in TERMINAL:
+        await asyncio.sleep(0.1)
+        chat = (await client.get(f"{base}/chat/{chat['chat_id']}")).json()
+    return chat
+
+
 async def _run_task(client: httpx.AsyncClient, base: str, task: Task, tools: list[dict[str, Any]]) -> TaskResult:
     started = time.perf_counter()
     try:
-        response = await client.post(f"{base}/chat", json={"query": task.query, "tools": tools, "max_steps": task.max_steps})
-        response.raise_for_status()
-        chat = response.json()
-        while chat.get("status") not in TERMINAL:
-            await asyncio.sleep(0.1)
-            chat = (await client.get(f"{base}/chat/{chat['chat_id']}")).json()
-    except (httpx.HTTPError, ValueError, KeyError) as exc:
+        chat = await run_chat(client, base, task, tools)
+    except CHAT_ERRORS as exc:
         latency = 1000 * (time.perf_counter() - started)
         return TaskResult(id=task.id, success=False, status=None, calls=0, latency_ms=latency, reasons=[f"request failed: {exc}"])
     latency = 1000 * (time.perf_counter() - started)
