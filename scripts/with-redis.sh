@@ -2,28 +2,15 @@
 # Run a command with a private Redis server on a free loopback port, then stop the server.
 #   scripts/with-redis.sh CMD [ARGS...]
 # The command sees UMI_TEST_REDIS_URL (redis://127.0.0.1:PORT/0) and UMI_REDIS_SERVER (the binary).
-# Without redis-server on PATH: installed with apt-get when running as root on Debian/Ubuntu;
-# elsewhere install it yourself (macOS: `brew install redis`; Fedora: `dnf install redis`).
+# Without redis-server on PATH: scripts/ensure-redis-server.sh installs it (apt-get, as root on
+# Debian/Ubuntu) or says how to.
 set -euo pipefail
-
-ensure_redis_server() {
-  command -v redis-server >/dev/null 2>&1 && return 0
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "with-redis: redis-server not found; installing it with apt-get" >&2
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >&2 && apt-get install -y -qq redis-server >&2
-  fi
-  command -v redis-server >/dev/null 2>&1 || {
-    echo "with-redis: redis-server is required; install it (Debian/Ubuntu: apt-get install redis-server; macOS: brew install redis)" >&2
-    exit 1
-  }
-}
 
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
-ensure_redis_server
+"$(dirname "$0")/ensure-redis-server.sh"
 dir=$(mktemp -d "${TMPDIR:-/tmp}/umi-redis.XXXXXX")
 port=$(free_port)
 redis-server --bind 127.0.0.1 --port "$port" --dir "$dir" --save '' --appendonly no \
