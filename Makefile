@@ -29,6 +29,20 @@ models: setup
 	$(BIN)/umi demo quality --models $(DEMO_MODELS) --test $(DEMO_MODELS)/corpus/test-v1.json --quiet --out $(DEMO_MODELS)/quality.json > /dev/null
 	@echo "quality on the held-out split: $(DEMO_MODELS)/quality.json"
 
+# The demo (docs/demo.md), after `make models`: `make demo` starts the whole stack on free loopback
+# ports, asks example questions, swaps the caller under load, stops everything (exit 0 only if all
+# went right); `make up` runs the stack on the documented ports until Ctrl-C. Models built
+# elsewhere: `make -o models demo DEMO_MODELS=DIR`. More options: DEMO_ARGS (`umi demo run --help`).
+DEMO_ARGS ?=
+.PHONY: demo up
+demo: setup models
+	@scripts/ensure-redis-server.sh
+	$(BIN)/umi demo run --models $(DEMO_MODELS) $(DEMO_ARGS)
+
+up: setup models
+	@scripts/ensure-redis-server.sh
+	$(BIN)/umi demo up --models $(DEMO_MODELS) $(DEMO_ARGS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
 

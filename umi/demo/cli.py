@@ -1,9 +1,10 @@
-"""``umi demo corpus | quality``."""
+"""``umi demo corpus | quality | run | up | ask``."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +33,64 @@ def _cmd_quality(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stack_config(args: argparse.Namespace, free_ports: bool, admin_token: str | None = None) -> Any:
+    import secrets
+
+    from umi.demo.stack import DOCUMENTED_PORTS, DemoModels, StackConfig, StackPorts, new_work_dir
+
+    return StackConfig(
+        models=DemoModels.in_dir(args.models, args.caller_v2),
+        work_dir=new_work_dir(),
+        admin_token=admin_token or secrets.token_urlsafe(18),
+        ports=StackPorts.free() if free_ports else DOCUMENTED_PORTS,
+        engine=args.engine,
+        temperature=args.temperature,
+        max_new_tokens=args.max_new_tokens,
+        ready_timeout_s=args.ready_timeout_s,
+    )
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from umi.demo.run import run_demo
+
+    return run_demo(_stack_config(args, free_ports=True), seed=args.seed)
+
+
+def _cmd_up(args: argparse.Namespace) -> int:
+    from umi.demo.up import up
+
+    return up(_stack_config(args, free_ports=args.free_ports, admin_token=os.environ.get("UMI_ADMIN_TOKEN")))
+
+
+def _cmd_ask(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from umi.demo.run import ask_one, outcome_lines
+
+    outcome = asyncio.run(ask_one(args.question, args.orchestrator, args.tools_url, args.tools, args.max_steps))
+    print("\n".join(outcome_lines(1, outcome)[:-1]) if outcome.chat else f"the request failed: {outcome.error}")
+    return 0 if outcome.chat is not None and outcome.status != "failed" else 1
+
+
+def _add_stack_options(p: argparse.ArgumentParser) -> None:
+    from umi.demo.stack import DEFAULT_MODELS_DIR, DEMO_MAX_NEW_TOKENS, MODELS_DIR_ENV
+
+    p.add_argument(
+        "--models", default=os.environ.get(MODELS_DIR_ENV) or DEFAULT_MODELS_DIR,
+        help=f"directory with planner/, caller/, summarizer/, caller-v2/ (default: ${MODELS_DIR_ENV} or {DEFAULT_MODELS_DIR})",
+    )  # fmt: skip
+    p.add_argument("--caller-v2", default=None, help="the caller to swap to (default: MODELS/caller-v2)")
+    p.add_argument("--engine", default="transformers", help="the role services' engine (default: transformers, the CPU engine)")
+    p.add_argument("--temperature", type=float, default=0.0, help="the role services' temperature (default: 0, greedy)")
+    p.add_argument(
+        "--max-new-tokens", type=int, default=DEMO_MAX_NEW_TOKENS,
+        help=f"the role services' max new tokens (default: {DEMO_MAX_NEW_TOKENS}: the demo models' turns are shorter)",
+    )  # fmt: skip
+    p.add_argument("--ready-timeout-s", type=float, default=600.0, help="how long the stack may take to get ready")
+
+
 def add_demo_parser(sub: Any) -> None:
-    p = sub.add_parser("demo", help="the demo's corpus and model quality")
+    p = sub.add_parser("demo", help="the demo: corpus, model quality, the scripted demo, the stack for manual use")
     dsub = p.add_subparsers(dest="demo_command", required=True, metavar="DEMO_COMMAND")
     c = dsub.add_parser("corpus", help="write the synthetic corpus (train/test, v1/v2 tool sets)")
     c.add_argument("--out", required=True)
@@ -49,3 +106,18 @@ def add_demo_parser(sub: Any) -> None:
     q.add_argument("--out", default=None, help="also write the report here")
     q.add_argument("--quiet", action="store_true")
     q.set_defaults(func=_cmd_quality)
+    r = dsub.add_parser("run", help="make demo: the stack on free ports, example chats, a caller swap under load; then stop")
+    _add_stack_options(r)
+    r.add_argument("--seed", type=int, default=7, help="the corpus seed whose held-out split gives the questions")
+    r.set_defaults(func=_cmd_run)
+    u = dsub.add_parser("up", help="make up: the stack in the foreground on the documented ports until Ctrl-C")
+    _add_stack_options(u)
+    u.add_argument("--free-ports", action="store_true", help="free loopback ports instead of the documented ones")
+    u.set_defaults(func=_cmd_up)
+    a = dsub.add_parser("ask", help="one question through a running stack (make up), printed step by step")
+    a.add_argument("question")
+    a.add_argument("--tools", default="v1", choices=("v1", "v2"), help="the tool set (v2 adds get_population)")
+    a.add_argument("--orchestrator", default="http://127.0.0.1:8000")
+    a.add_argument("--tools-url", default="http://127.0.0.1:8300")
+    a.add_argument("--max-steps", type=int, default=10)
+    a.set_defaults(func=_cmd_ask)
