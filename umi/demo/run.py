@@ -192,14 +192,18 @@ def swap_lines(outcome: SwapOutcome) -> list[str]:
         return [f"  swap REFUSED ({outcome.status_code}): {error.get('type')}: {error.get('message')}"]
     old, new = r["previous"], r["model"]
     timings = r.get("timings", {})
-    on_old = sum(1 for c in outcome.chats if old["version"] in c.versions("caller") and new["version"] != old["version"])
-    on_new = sum(1 for c in outcome.chats if new["version"] in c.versions("caller"))
+    if old["version"] != new["version"]:
+        on_old = sum(1 for c in outcome.chats if old["version"] in c.versions("caller"))
+        on_new = sum(1 for c in outcome.chats if new["version"] in c.versions("caller"))
+        served = f"{on_old} called the old caller, {on_new} the new one"
+    else:
+        served = f"both callers report version {new['version']}"
     not_expected = [c for c in outcome.chats if not c.request_failed and not c.reached_expected_status]
     lines = [
         f"  swapped caller {old['name']}@{old['version']} -> {new['name']}@{new['version']} ({r.get('strategy')}) "
         f"in {outcome.seconds:.1f} s: new engine ready after {timings.get('prepare_ms', 0) / 1000:.1f} s, "
         f"switch {timings.get('ready_to_switch_ms', 0):.1f} ms, drained: {r.get('drained')}",
-        f"  chats sent during the swap: {len(outcome.chats)} ({on_old} answered with the old caller, {on_new} with the new)",
+        f"  chats sent during the swap: {len(outcome.chats)} ({served})",
         f"  caller service: {outcome.caller_requests} requests, {outcome.caller_errors} answered with an error",
         f"  FAILED REQUESTS DURING THE SWAP: {outcome.failed_requests}",
     ]
