@@ -41,7 +41,7 @@ def _stack_config(args: argparse.Namespace, free_ports: bool, admin_token: str |
     return StackConfig(
         models=DemoModels.in_dir(args.models, args.caller_v2),
         work_dir=new_work_dir(),
-        admin_token=admin_token or secrets.token_urlsafe(18),
+        admin_token=admin_token or secrets.token_hex(16),
         ports=StackPorts.free() if free_ports else DOCUMENTED_PORTS,
         engine=args.engine,
         temperature=args.temperature,

@@ -9,8 +9,9 @@ import sys
 import time
 from pathlib import Path
 
-from umi.demo.stack import SERVICES, Say, Stack, StackConfig, StackError, running_stack
+from umi.demo.stack import Say, Stack, StackConfig, StackError, running_stack
 
+# What each part serves, in the order of the table `make up` prints (the entry point first).
 ENDPOINTS = {
     "orchestrator": "POST /chat, GET /chat/{id}, /docs",
     "planner": "POST /v1/plan, /admin/weights",
@@ -32,7 +33,7 @@ def ready_lines(stack: Stack) -> list[str]:
     c = stack.config
     umi = umi_command()
     lines = ["", "the demo stack is up (Ctrl-C stops it):"]
-    lines += [f"  {name:<13} {stack.url(name):<28} {ENDPOINTS[name]}" for name in SERVICES]
+    lines += [f"  {name:<13} {stack.url(name):<28} {what}" for name, what in ENDPOINTS.items()]
     lines += [
         "",
         f"admin token of the role services: {c.admin_token}",
