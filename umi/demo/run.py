@@ -30,6 +30,7 @@ Say = Callable[[str], None]
 JSON = dict[str, Any]
 CHAT_TIMEOUT_S = 300.0
 SWAP_TIMEOUT_S = 900.0
+LOAD_CLIENTS = 2  # "a light load": clients sending chats one after the other during the swap
 
 
 # ----------------------------------------------------------------------------- one chat
@@ -146,7 +147,7 @@ class SwapOutcome:
 
 async def swap_under_load(
     orchestrator: str, caller: str, admin_token: str, new_weights: Path, tasks: list[Task], tools: list[JSON],
-    clients: int = 2, after_switch: int = 2, max_chats: int = 40,
+    clients: int = LOAD_CLIENTS, after_switch: int = 2, max_chats: int = 40,
 ) -> SwapOutcome:
     """Swap the caller to ``new_weights`` while ``clients`` clients send chats one after the other
     (questions from ``tasks``, in turn). The load goes on until the swap returned and each client
@@ -261,7 +262,7 @@ async def scripted_demo(endpoints: DemoEndpoints, say: Say = print, concurrency:
             say("\n".join(outcome_lines(i, outcome)))
 
         say("")
-        say(f"== the caller swapped to {e.caller_v2.name} (blue/green) while 2 clients send chats with the {len(v2)} tools of v2")
+        say(f"== the caller swapped to {e.caller_v2.name} (blue/green) while {LOAD_CLIENTS} clients send chats with the {len(v2)} tools of v2")
         swap = await swap_under_load(e.orchestrator, e.caller, e.admin_token, e.caller_v2, tasks.load, v2)
         say("\n".join(swap_lines(swap)))
 
@@ -307,12 +308,14 @@ def run_demo(config: StackConfig, say: Say = print, seed: int = 7) -> int:
             stack.check_running()
             say("")
     except KeyboardInterrupt:
-        say("interrupted")
+        say(f"interrupted; logs kept in {config.work_dir / 'logs'}")
         return 130
     except StackError as exc:
-        error = str(exc)
+        error = f"the stack: {exc}"
+    except httpx.HTTPError as exc:  # the tools list or the swap request itself failed
+        error = f"a request to the stack failed: {type(exc).__name__}: {exc}"
     leftover = stack.leftover
-    problems = ([f"the stack failed: {error}"] if error else []) + (result.problems if result else [])
+    problems = ([error] if error else []) + (result.problems if result else [])
     if leftover:
         problems.append(f"processes still alive after the stop: {leftover}")
     say("")
