@@ -91,15 +91,21 @@ def test_the_demo_fails_on_any_unexpected_status_failed_request_or_missing_new_t
     report = {"model": {"name": "caller-v2", "version": "b"}, "previous": {"name": "caller", "version": "a"}}
     swap = SwapOutcome(200, report, chats=[good])
     population = {**CHAT, "steps": [{"role": "caller", "name": NEW_TOOL, "arguments": {"city": "Porto"}}]}
-    new_tool = ChatOutcome(RIGA, population, None, 1.0)
-    assert DemoResult([good], swap, new_tool).problems == []
+    porto = Task(id="p", query="q", expected_calls=[ExpectedCall(name=NEW_TOOL, arguments={"city": "Porto"})])
+    new_tool = ChatOutcome(porto, population, None, 1.0)
+    assert DemoResult([good], swap, new_tool).problems() == []
 
     gave_up = ChatOutcome(RIGA, {**CHAT, "status": "gave_up"}, None, 1.0)
-    assert DemoResult([gave_up], swap, new_tool).problems == ["example [1] ended gave_up, expected completed"]
+    assert DemoResult([gave_up], swap, new_tool).problems() == ["example [1] ended gave_up, expected completed"]
     flaky = SwapOutcome(200, report, chats=[good, ChatOutcome(RIGA, {**CHAT, "status": "failed"}, None, 1.0)], caller_errors=2)
-    assert DemoResult([good], flaky, new_tool).problems == ["3 request(s) failed during the swap"]
-    assert DemoResult([good], swap, good).problems == [f"the {NEW_TOOL} question was answered without {NEW_TOOL}"]
-    assert "the caller was not swapped" in DemoResult([good], SwapOutcome(422, {}), None).problems
+    assert DemoResult([good], flaky, new_tool).problems() == ["3 request(s) failed during the swap"]
+    assert DemoResult([good], swap, good).problems() == [f"the {NEW_TOOL} question was answered without {NEW_TOOL}"]
+    assert "the caller was not swapped" in DemoResult([good], SwapOutcome(422, {}), None).problems()
+
+    wrong_city = Task(id="w", query="q", expected_calls=[ExpectedCall(name="get_weather", arguments={"city": "Oslo"})])
+    wrong = ChatOutcome(wrong_city, CHAT, None, 1.0)
+    assert DemoResult([wrong], swap, new_tool).problems() == []  # the status is right: the system works
+    assert DemoResult([wrong], swap, new_tool).problems(strict=True) == ['chat [1]: no call get_weather({"city": "Oslo"})']
 
 
 def test_error_responses_counts_the_endpoints_non_200_answers() -> None:

@@ -53,7 +53,7 @@ def _stack_config(args: argparse.Namespace, free_ports: bool, admin_token: str |
 def _cmd_run(args: argparse.Namespace) -> int:
     from umi.demo.run import run_demo
 
-    return run_demo(_stack_config(args, free_ports=True), seed=args.seed)
+    return run_demo(_stack_config(args, free_ports=True), seed=args.seed, strict=args.strict)
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
@@ -109,6 +109,7 @@ def add_demo_parser(sub: Any) -> None:
     r = dsub.add_parser("run", help="make demo: the stack on free ports, example chats, a caller swap under load; then stop")
     _add_stack_options(r)
     r.add_argument("--seed", type=int, default=7, help="the corpus seed whose held-out split gives the questions")
+    r.add_argument("--strict", action="store_true", help="also fail when a chat's calls or answer values are not the expected ones")
     r.set_defaults(func=_cmd_run)
     u = dsub.add_parser("up", help="make up: the stack in the foreground on the documented ports until Ctrl-C")
     _add_stack_options(u)

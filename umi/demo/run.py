@@ -231,8 +231,10 @@ class DemoResult:
     swap: SwapOutcome | None
     new_tool: ChatOutcome | None
 
-    @property
-    def problems(self) -> list[str]:
+    def problems(self, strict: bool = False) -> list[str]:
+        """What makes the demo fail: a chat that did not end as its task expects, a failed request
+        during the swap, a new-tool question answered without the new tool; ``strict``: also a
+        chat whose calls or answer values are not the expected ones."""
         out = [f"example [{i}] ended {o.status or 'without a chat'}, expected {o.task.expected_status}"
                for i, o in enumerate(self.examples, 1) if not o.reached_expected_status]  # fmt: skip
         if self.swap is None or not self.swap.swapped:
@@ -246,6 +248,10 @@ class DemoResult:
             out.append(f"the {NEW_TOOL} question did not complete")
         elif not any(s.get("name") == NEW_TOOL for s in (self.new_tool.chat or {}).get("steps", [])):
             out.append(f"the {NEW_TOOL} question was answered without {NEW_TOOL}")
+        if strict:
+            answered = [*enumerate(self.examples, 1)] + ([(len(self.examples) + 1, self.new_tool)] if self.new_tool else [])
+            out += [f"chat [{i}]: {'; '.join(o.verdict()[1])}" for i, o in answered
+                    if o.reached_expected_status and not o.verdict()[0]]  # fmt: skip
         return out
 
 
@@ -288,8 +294,9 @@ def summary_lines(result: DemoResult) -> list[str]:
     return lines
 
 
-def run_demo(config: StackConfig, say: Say = print, seed: int = 7) -> int:
-    """The whole demo on a stack of its own (``config``: free ports). 0 only if all went right."""
+def run_demo(config: StackConfig, say: Say = print, seed: int = 7, strict: bool = False) -> int:
+    """The whole demo on a stack of its own (``config``: free ports). 0 only if all went right
+    (see :meth:`DemoResult.problems`)."""
     started = time.monotonic()
     say("umi-serve demo: three tiny role models trained here, a real Redis, real tools, a live weights swap")
     m = config.models
@@ -315,7 +322,7 @@ def run_demo(config: StackConfig, say: Say = print, seed: int = 7) -> int:
     except httpx.HTTPError as exc:  # the tools list or the swap request itself failed
         error = f"a request to the stack failed: {type(exc).__name__}: {exc}"
     leftover = stack.leftover
-    problems = ([error] if error else []) + (result.problems if result else [])
+    problems = ([error] if error else []) + (result.problems(strict) if result else [])
     if leftover:
         problems.append(f"processes still alive after the stop: {leftover}")
     say("")
