@@ -58,3 +58,25 @@ def test_mix_of_shapes_and_valid_samples() -> None:
         assert build_samples(corpus, role)
     v2 = json.dumps(build_corpus(7, 200, "train", "v2"))
     assert '"get_population"' in v2 and "get_population" not in json.dumps(build_corpus(7, 200, "train", "v1")).replace("None of the tools can give populations", "")
+
+
+def test_held_out_suite_tasks_come_from_the_gold_trajectories() -> None:
+    from umi.demo.suite import suite_from_trajectories
+    from umi.eval.chats import judge
+
+    corpus = parse_trajectories(build_corpus(7, 80, "test"))
+    suite = suite_from_trajectories(corpus, "heldout")
+    assert len(suite.tasks) == 80
+    for traj, task in zip(corpus, suite.tasks):
+        turns = traj.conversations
+        gold_calls = [parse_caller(t.content) for i, t in enumerate(turns)
+                      if t.role == "caller" and not turns[i + 1].content.startswith('{"error"')]
+        chat = {
+            "status": task.expected_status,
+            "steps": [{"role": "caller", "name": c.name, "arguments": c.arguments} for c in gold_calls],
+            "answer": next((t.content for t in turns if t.role == "conclusion"), None),
+        }
+        assert judge(task, chat)[0], task  # the gold trajectory solves its own task
+        if gold_calls:
+            chat["steps"] = chat["steps"][:-1]
+            assert not judge(task, chat)[0]  # and a missing call fails it

@@ -19,6 +19,14 @@ def _cmd_corpus(args: argparse.Namespace) -> int:
             path = out / f"{split}-{version}.json"
             path.write_text(json.dumps(build_corpus(args.seed, count, split, version), indent=1) + "\n", encoding="utf-8")
             print(f"wrote {path} ({count} trajectories)")
+    from umi.demo.suite import suite_from_trajectories
+    from umi.format import load_trajectories
+
+    for version in ("v1", "v2"):
+        path = out / f"suite-test-{version}.json"
+        suite = suite_from_trajectories(load_trajectories(out / f"test-{version}.json"), f"heldout-{version}")
+        path.write_text(suite.model_dump_json(indent=1) + "\n", encoding="utf-8")
+        print(f"wrote {path} (a chat suite of the held-out split: umi eval chats --suite {path})")
     return 0
 
 

@@ -6,7 +6,6 @@ parsers and tool functions. ``umi demo quality`` prints it; ``make models`` reco
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,8 @@ from tqdm import tqdm
 from umi.demo.corpus import http_error_observation, observation_text
 from umi.demo.tool_data import ToolInputError
 from umi.demo.tools_app import BY_NAME
+from umi.demo.suite import task_from_trajectory
+from umi.eval.chats import judge
 from umi.eval.gold import gold_steps
 from umi.eval.predictions import Prediction
 from umi.eval.score import score
@@ -24,7 +25,6 @@ from umi.format.observations import error_observation
 from umi.format import Trajectory, Turn, parse_caller, parse_planner, parse_summarizer, render_prompt
 
 MAX_NEW_TOKENS = 64
-_VALUE = re.compile(r"-?\d+(?:[.:]\d+)?")
 
 
 @dataclass
@@ -122,27 +122,12 @@ def run_loops(models: dict[str, Generator], trajectories: Sequence[Trajectory], 
     return states
 
 
-def _gold(traj: Trajectory) -> tuple[str, list[tuple[str, Any]], str]:
-    turns = traj.conversations
-    status = "gave_up" if any("Next: give up." in t.content for t in turns if t.role == "planner") else "completed"
-    calls = []
-    for i, t in enumerate(turns):
-        if t.role == "caller" and i + 1 < len(turns) and not turns[i + 1].content.startswith('{"error"'):
-            c = parse_caller(t.content)
-            calls.append((c.name, c.arguments))
-    answer = next((t.content for t in turns if t.role == "conclusion"), "")
-    return status, calls, answer
-
-
 def task_success(state: dict[str, Any]) -> bool:
-    status, calls, answer = _gold(state["traj"])
-    if state["status"] != status:
-        return False
-    good_calls = [c for c in state["calls"] if c[1] is not None and not _run_tool(c[0], c[1]).startswith('{"error"')]
-    if any(c not in good_calls for c in calls):
-        return False
-    got = state["answer"] or ""
-    return all(v in got for v in _VALUE.findall(answer))
+    """Judged as ``umi eval chats`` judges a chat, against the task the gold trajectory solves."""
+    task = task_from_trajectory(state["traj"], "quality")
+    steps = [{"role": "caller", "name": name, "arguments": args} for name, args in state["calls"]]
+    ok, _, _ = judge(task, {"status": state["status"], "steps": steps, "answer": state["answer"]})
+    return ok
 
 
 def measure(model_dir: Path, test_file: Path, caller: str = "caller", limit: int = 0, progress: bool = True) -> dict[str, Any]:

@@ -6,8 +6,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import re
+from collections.abc import Sequence
+
 from umi.demo import tool_data as data
 from umi.eval.chats import Suite, Task
+from umi.format import Trajectory, parse_caller
+
+_VALUE = re.compile(r"-?\d+(?:[.:]\d+)?")
 
 
 def _num(value: Any) -> str:
@@ -54,3 +60,29 @@ def demo_suite(tools_url: str = "http://127.0.0.1:8300/tools") -> Suite:
         Task(id="give-up", query="Book me a hotel room in Paris for tonight.", expected_status="gave_up"),
     ]
     return Suite(name="demo", tools_url=tools_url, tasks=tasks)
+
+
+def task_from_trajectory(traj: Trajectory, task_id: str) -> Task:
+    """The task a gold trajectory solves: its status, the calls that succeeded (a call whose
+    observation is an error is a mistake the agent may or may not repeat), and the numbers of its
+    answer."""
+    turns = traj.conversations
+    gave_up = any(t.role == "planner" and "Next: give up." in t.content for t in turns)
+    calls = []
+    for i, turn in enumerate(turns):
+        if turn.role == "caller" and i + 1 < len(turns) and not turns[i + 1].content.startswith('{"error"'):
+            call = parse_caller(turn.content)
+            calls.append({"name": call.name, "arguments": call.arguments or {}})
+    answer = next((t.content for t in turns if t.role == "conclusion"), "")
+    return Task(
+        id=task_id, query=turns[0].content, expected_calls=calls, expected_answer=_VALUE.findall(answer),
+        expected_status="gave_up" if gave_up else "completed",
+    )
+
+
+def suite_from_trajectories(
+    trajectories: Sequence[Trajectory], name: str, tools_url: str = "http://127.0.0.1:8300/tools"
+) -> Suite:
+    """A chat suite from a held-out corpus file: ``umi eval chats`` then runs it end to end."""
+    tasks = [task_from_trajectory(t, f"{name}-{i}") for i, t in enumerate(trajectories)]
+    return Suite(name=name, tools_url=tools_url, tasks=tasks)
