@@ -1,6 +1,7 @@
 """The questions of ``make demo``, taken from the held-out split of the demo corpus (values that
 never occur in training), with what a right answer looks like: the expected status, the calls
-and the values the answer must hold, by the same rules as ``umi demo quality``'s task success.
+and the values the answer must hold (:func:`umi.demo.suite.task_from_trajectory`, the rules of
+``umi demo quality`` and ``umi eval chats``).
 """
 
 from __future__ import annotations
@@ -9,9 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from umi.demo.corpus import ToolSetName, build_corpus
-from umi.demo.quality import _VALUE as ANSWER_VALUE
-from umi.demo.quality import _gold as gold_outcome
-from umi.eval.chats import ExpectedCall, Task
+from umi.demo.suite import task_from_trajectory
+from umi.eval.chats import Task
 from umi.format import parse_trajectories
 
 CORPUS_SEED = 7  # the seed `make models` builds the corpus with (Makefile, recipes/demo.toml)
@@ -41,12 +41,7 @@ def kind_of(trajectory: dict[str, Any]) -> str:
 
 def task_from(trajectory: dict[str, Any], task_id: str) -> Task:
     (parsed,) = parse_trajectories([trajectory])
-    status, calls, answer = gold_outcome(parsed)
-    return Task(
-        id=task_id, query=parsed.conversations[0].content, expected_status=status,
-        expected_calls=[ExpectedCall(name=name, arguments=args or {}) for name, args in calls],
-        expected_answer=ANSWER_VALUE.findall(answer),
-    )  # fmt: skip
+    return task_from_trajectory(parsed, task_id)
 
 
 def held_out(version: ToolSetName, seed: int = CORPUS_SEED) -> list[dict[str, Any]]:
