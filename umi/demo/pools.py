@@ -37,6 +37,11 @@ WORDS = (
 ).split()
 STOCK_TICKERS_SEEDED = 160
 AMOUNTS = 400
+# Made-up values that only the train split uses, so many that no value is seen often enough to be
+# remembered: the models must copy values from the question and the observations.
+GENERATED_PER_POOL = 2000
+_SYLLABLES = ("ba", "ko", "ri", "ten", "sa", "mo", "lu", "vin", "da", "pe", "gor", "na", "ti", "zel", "fa",
+              "ru", "men", "lo", "kai", "bre", "sun", "tor", "vel", "mi", "dor", "an", "es", "ol", "ur", "quin")
 
 
 def _cities() -> list[str]:
@@ -61,11 +66,24 @@ class Pool(Generic[T]):
         return a, b
 
 
-def split_pool(values: list[T], seed: int, test_fraction: float = 0.2) -> Pool[T]:
+def split_pool(values: list[T], seed: int, test_fraction: float = 0.2, train_extra: list[T] | None = None) -> Pool[T]:
+    """One fifth of ``values`` for the test split; the rest, plus ``train_extra`` (minus anything in
+    the test split), for training."""
     values = sorted(set(values), key=str)
     random.Random(seed).shuffle(values)
     cut = max(2, int(len(values) * test_fraction))
-    return Pool(train=tuple(values[cut:]), test=tuple(values[:cut]))
+    test = values[:cut]
+    held = set(test)
+    train = values[cut:] + sorted({v for v in (train_extra or []) if v not in held} - set(values[cut:]), key=str)
+    return Pool(train=tuple(train), test=tuple(test))
+
+
+def _made_up_words(rng: random.Random, count: int, capitalize: bool) -> list[str]:
+    out: set[str] = set()
+    while len(out) < count:
+        word = "".join(rng.choice(_SYLLABLES) for _ in range(rng.choice((2, 3))))
+        out.add(word.capitalize() if capitalize else word)
+    return sorted(out)
 
 
 def _tickers(rng: random.Random) -> list[str]:
@@ -100,11 +118,20 @@ class Pools:
 
 def make_pools(seed: int) -> Pools:
     rng = random.Random(seed)
+    extra = random.Random(seed + 100)
+    tickers = _tickers(rng)
+    numbers = _numbers(rng)
     return Pools(
-        cities=split_pool(_cities(), seed + 1),
+        cities=split_pool(_cities(), seed + 1, train_extra=_made_up_words(extra, GENERATED_PER_POOL, True)),
         currencies=split_pool(list(CURRENCY_PER_USD), seed + 2),
-        tickers=split_pool(_tickers(rng), seed + 3),
-        words=split_pool(WORDS, seed + 4),
-        numbers=split_pool(_numbers(rng), seed + 5),
+        tickers=split_pool(tickers, seed + 3, train_extra=[
+            "".join(extra.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(extra.choice((3, 4))))
+            for _ in range(GENERATED_PER_POOL)
+        ]),
+        words=split_pool(WORDS, seed + 4, train_extra=_made_up_words(extra, GENERATED_PER_POOL, False)),
+        numbers=split_pool(numbers, seed + 5, train_extra=[
+            extra.choice((extra.randint(2, 99), extra.randint(100, 999), extra.randint(1000, 9999)))
+            for _ in range(GENERATED_PER_POOL)
+        ]),
         dates=split_pool(_dates(rng), seed + 6),
     )
