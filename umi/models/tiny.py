@@ -10,25 +10,21 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 from umi.format import render_prompt
 from umi.format.tools import ToolDoc
 from umi.format.turns import Turn
+from umi.train.recipe import ScratchModel
 
 
-
-@dataclass(frozen=True)
-class TinyModelSpec:
-    """Shape of the tiny model: a few hundred thousand parameters."""
+class TinyModelSpec(ScratchModel):
+    """Shape of the test models: a few hundred thousand parameters, a small vocabulary, a seed."""
 
     vocab_size: int = 512
     hidden_size: int = 64
     intermediate_size: int = 128
     num_hidden_layers: int = 2
-    num_attention_heads: int = 4
-    max_position_embeddings: int = 1024
     seed: int = 0
 
 
@@ -53,13 +49,10 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int):  # -> PreTrainedToke
     """A byte-level BPE trained on ``texts``, wrapped for ``transformers`` with Llama's specials."""
     from umi.train.tokenizer import train_bpe_tokenizer
 
-    return train_bpe_tokenizer(texts, vocab_size, model_max_length=TinyModelSpec.max_position_embeddings)
+    return train_bpe_tokenizer(texts, vocab_size, model_max_length=TinyModelSpec().max_position_embeddings)
 
 
-def new_llama(
-    tokenizer, hidden_size: int, intermediate_size: int, num_hidden_layers: int, num_attention_heads: int,
-    max_position_embeddings: int, seed: int,
-):  # -> LlamaForCausalLM
+def new_llama(tokenizer, shape: ScratchModel, seed: int):  # -> LlamaForCausalLM
     """A randomly initialised Llama sized for ``tokenizer`` (tied embeddings); the one place that
     builds a model from scratch, for the test models here and for ``umi train``'s ``init = "scratch"``."""
     import torch
@@ -67,12 +60,12 @@ def new_llama(
 
     config = LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=hidden_size,
-        intermediate_size=intermediate_size,
-        num_hidden_layers=num_hidden_layers,
-        num_attention_heads=num_attention_heads,
-        num_key_value_heads=num_attention_heads,
-        max_position_embeddings=max_position_embeddings,
+        hidden_size=shape.hidden_size,
+        intermediate_size=shape.intermediate_size,
+        num_hidden_layers=shape.num_hidden_layers,
+        num_attention_heads=shape.num_attention_heads,
+        num_key_value_heads=shape.num_attention_heads,
+        max_position_embeddings=shape.max_position_embeddings,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
@@ -91,10 +84,7 @@ def make_tiny_model(out_dir: str | Path, texts: Iterable[str] | None = None, spe
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = train_tokenizer(texts if texts is not None else default_corpus(), spec.vocab_size)
     tokenizer.model_max_length = spec.max_position_embeddings
-    model = new_llama(
-        tokenizer, spec.hidden_size, spec.intermediate_size, spec.num_hidden_layers, spec.num_attention_heads,
-        spec.max_position_embeddings, spec.seed,
-    )
+    model = new_llama(tokenizer, spec, spec.seed)
     config = model.config
     # Like Llama-2 checkpoints: sampling on, so a request's temperature applies (`transformers
     # serve` samples only when the model's generation config says so; temperature 0 is greedy).

@@ -87,11 +87,7 @@ def _new_model(recipe: Recipe, tokenizer: Any) -> Any:
     if recipe.model.init != "scratch":
         torch.manual_seed(recipe.seed)
         return AutoModelForCausalLM.from_pretrained(recipe.model.init, dtype=getattr(torch, recipe.model.dtype))
-    shape = recipe.model.scratch
-    return new_llama(
-        tokenizer, shape.hidden_size, shape.intermediate_size, shape.num_hidden_layers, shape.num_attention_heads,
-        shape.max_position_embeddings, recipe.seed,
-    )
+    return new_llama(tokenizer, recipe.model.scratch, recipe.seed)
 
 
 def _prepare(model: Any, recipe: Recipe) -> Any:
