@@ -42,3 +42,8 @@ def test_sse_round_trip_with_multiline_data_and_ids() -> None:
     first, second = asyncio.run(collect())
     assert (first.event, first.id, first.json()) == ("token", "7", {"text": "a\nb"})
     assert (second.event, second.id, second.data) == ("done", None, "line1\nline2")
+
+
+def test_tools_are_converted_once_per_request() -> None:
+    req = PlanRequest.model_validate({"tools": [{"type": "function", "function": {"name": "a"}}], "history": []})
+    assert req.tooldocs() is req.tooldocs()

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from umi.format.parsers import Decision
 from umi.format.tools import OpenAITool, ToolBenchAPI, ToolDoc, to_tooldocs
@@ -46,9 +46,13 @@ class _RoleRequest(BaseModel):
 
 class _ToolsRequest(_RoleRequest):
     tools: list[ToolSpec] = Field(description="OpenAI function tools, ToolDocs or ToolBench API docs")
+    _tooldocs: list[ToolDoc] | None = PrivateAttr(default=None)
 
     def tooldocs(self) -> list[ToolDoc]:
-        return to_tooldocs(self.tools)
+        """The tools as ToolDocs, converted once per request (rendering and parsing both need them)."""
+        if self._tooldocs is None:
+            self._tooldocs = to_tooldocs(self.tools)
+        return self._tooldocs
 
 
 class PlanRequest(_ToolsRequest):
