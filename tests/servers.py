@@ -24,6 +24,7 @@ from umi.service.app import create_app
 from umi.service.roles import RoleSpec
 from umi.service.settings import ServiceSettings
 from umi.sse import Event
+from umi.sse import read_events as decode_events
 
 ADMIN_TOKEN = "test-admin-token"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -81,15 +82,8 @@ def role_service(spec: RoleSpec, settings: ServiceSettings, wait: bool = True) -
 def read_events(response: httpx.Response, out: list[Event] | None = None) -> list[Event]:
     """The server-sent events of a streamed answer, appended to ``out`` as they arrive."""
     events = out if out is not None else []
-    kind, data = "message", []
-    for line in response.iter_lines():
-        if line.startswith("event: "):
-            kind = line[len("event: "):]
-        elif line.startswith("data: "):
-            data.append(line[len("data: "):])
-        elif line == "" and data:
-            events.append(Event(event=kind, data="\n".join(data)))
-            kind, data = "message", []
+    for event in decode_events(response.iter_lines()):
+        events.append(event)
     return events
 
 

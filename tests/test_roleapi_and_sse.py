@@ -47,3 +47,11 @@ def test_sse_round_trip_with_multiline_data_and_ids() -> None:
 def test_tools_are_converted_once_per_request() -> None:
     req = PlanRequest.model_validate({"tools": [{"type": "function", "function": {"name": "a"}}], "history": []})
     assert req.tooldocs() is req.tooldocs()
+
+
+def test_sync_reader_decodes_like_the_async_one() -> None:
+    from umi.sse import read_events
+
+    frames = encode_event("token", {"text": "x"}, event_id="1") + b": comment\n\n" + encode_event("result", "a\nb")
+    events = list(read_events(frames.decode().split("\n")))
+    assert [(e.event, e.id, e.data) for e in events] == [("token", "1", '{"text":"x"}'), ("result", None, "a\nb")]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,25 +31,49 @@ class Event:
         return json.loads(self.data)
 
 
-async def iter_events(lines: AsyncIterator[str]) -> AsyncIterator[Event]:
-    """Decode frames from an async iterator of lines (e.g. ``httpx.Response.aiter_lines()``)."""
-    event, data, event_id = "message", [], None
-    async for raw in lines:
+class EventDecoder:
+    """Lines in, events out: the one SSE parser, behind both the sync and the async readers."""
+
+    def __init__(self) -> None:
+        self._event, self._data, self._id = "message", [], None  # type: ignore[var-annotated]
+
+    def feed(self, raw: str) -> Event | None:
         line = raw.rstrip("\r")
         if line == "":
-            if data:
-                yield Event(event=event, data="\n".join(data), id=event_id)
-            event, data, event_id = "message", [], None
-            continue
+            return self.flush()
         if line.startswith(":"):
-            continue
+            return None
         field, _, value = line.partition(":")
         value = value[1:] if value.startswith(" ") else value
         if field == "event":
-            event = value
+            self._event = value
         elif field == "data":
-            data.append(value)
+            self._data.append(value)
         elif field == "id":
-            event_id = value
-    if data:
-        yield Event(event=event, data="\n".join(data), id=event_id)
+            self._id = value
+        return None
+
+    def flush(self) -> Event | None:
+        event = Event(event=self._event, data="\n".join(self._data), id=self._id) if self._data else None
+        self._event, self._data, self._id = "message", [], None
+        return event
+
+
+def read_events(lines: Iterable[str]) -> Iterator[Event]:
+    """Decode frames from lines (e.g. ``httpx.Response.iter_lines()``)."""
+    decoder = EventDecoder()
+    for line in lines:
+        if (event := decoder.feed(line)) is not None:
+            yield event
+    if (event := decoder.flush()) is not None:
+        yield event
+
+
+async def iter_events(lines: AsyncIterator[str]) -> AsyncIterator[Event]:
+    """Decode frames from an async iterator of lines (e.g. ``httpx.Response.aiter_lines()``)."""
+    decoder = EventDecoder()
+    async for line in lines:
+        if (event := decoder.feed(line)) is not None:
+            yield event
+    if (event := decoder.flush()) is not None:
+        yield event
