@@ -44,7 +44,7 @@ from orchestrator.roles import RoleClient, RoleError, TokenSink, encode_body
 from orchestrator.settings import Settings
 from orchestrator.store import ChatStore, StoreError, StoredChat, StoreUnavailable
 from orchestrator.tools import ToolRunner
-from umi.format.observations import error_observation
+from umi.format.observations import error_observation, invalid_arguments_observation, unknown_tool_observation
 from umi.format.tools import HALLUCINATED_NAME
 from umi.format.turns import caller_turn_content
 from umi.roleapi import BackboneResponse, CallResponse, PlanResponse, SummarizeResponse
@@ -432,13 +432,13 @@ class ChatLoop:
         if tool is None:
             turn = None if merged else caller_turn_content(HALLUCINATED_NAME, call.arguments_raw)
             caller = Step(name=call.name, arguments=arguments, turn=turn, **common)
-            message = f"No such function name: {call.name}"
-            await writer.write([*before, caller, self._error_observation(caller, message, "unknown_tool")], behind=True)
+            observation = unknown_tool_observation(call.name)
+            await writer.write([*before, caller, self._error_observation(caller, observation, "unknown_tool")], behind=True)
             return
         caller = Step(name=tool.function.name, arguments=arguments, turn=None if merged else call.turn, **common)
         if call.arguments is None:
-            message = f"Tool input parse error: {call.error or 'the arguments are not a JSON object'}"
-            await writer.write([*before, caller, self._error_observation(caller, message, "invalid_arguments")], behind=True)
+            observation = invalid_arguments_observation(call.error)
+            await writer.write([*before, caller, self._error_observation(caller, observation, "invalid_arguments")], behind=True)
             return
         if tool.endpoint is None:
             state.pending = [PendingToolCall(tool_call_id=call_id, name=tool.function.name, arguments=call.arguments)]
@@ -449,9 +449,9 @@ class ChatLoop:
         await writer.write([*before, caller], {f"tool:{index}": "started"})
         await self.finish_call(writer, caller, resumed=False)
 
-    def _error_observation(self, caller: Step, message: str, kind: str) -> Step:
+    def _error_observation(self, caller: Step, observation: str, kind: str) -> Step:
         self.metrics.tool_errors.labels(self.metrics.tool_label(caller.name or ""), kind).inc()
-        return observation_step(caller, error_observation(message), kind)
+        return observation_step(caller, observation, kind)
 
     async def finish_call(self, writer: Writer, caller: Step, resumed: bool) -> None:
         """Execute a started server call and write its observation.

@@ -21,8 +21,8 @@ from umi.eval.chats import judge
 from umi.eval.gold import gold_steps
 from umi.eval.predictions import Prediction
 from umi.eval.score import score
-from umi.format.observations import error_observation
-from umi.format import Trajectory, Turn, parse_caller, parse_planner, parse_summarizer, render_prompt
+from umi.format.observations import invalid_arguments_observation, unknown_tool_observation
+from umi.format import HALLUCINATED_NAME, Trajectory, caller_turn_content, Turn, parse_caller, parse_planner, parse_summarizer, render_prompt
 
 MAX_NEW_TOKENS = 64
 
@@ -80,9 +80,9 @@ def _run_tool(name: str, args: dict[str, Any] | None) -> str:
     """The observation the orchestrator would record (see orchestrator/loop.py and tools.py)."""
     tool = BY_NAME.get(name)
     if tool is None:
-        return error_observation(f"No such function name: {name}")
+        return unknown_tool_observation(name)
     if args is None:
-        return error_observation("Tool input parse error: the arguments are not a JSON object")
+        return invalid_arguments_observation(None)
     try:
         return observation_text(tool.run(args))
     except (ToolInputError, KeyError, TypeError, ValueError) as exc:
@@ -112,7 +112,9 @@ def run_loops(models: dict[str, Generator], trajectories: Sequence[Trajectory], 
         calls = models["caller"]([render_prompt("caller", s["traj"].tools, s["history"], s["history"][-1].content) for s in callers])
         for s, text in zip(callers, calls):
             call = parse_caller(text, s["traj"].tool_names())
-            s["history"].append(Turn(role="caller", content=call.text))
+            # as the orchestrator records it: an unknown name enters the history as the reference's marker
+            turn = caller_turn_content(HALLUCINATED_NAME, call.arguments_raw) if call.name not in BY_NAME else call.text
+            s["history"].append(Turn(role="caller", content=turn))
             s["history"].append(Turn(role="observation", content=_run_tool(call.name, call.arguments)))
             s["calls"].append((call.name, call.arguments))
         answers = models["summarizer"]([render_prompt("summarizer", s["traj"].tools, s["history"]) for s in finishers])

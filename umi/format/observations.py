@@ -19,3 +19,12 @@ def cut_observation(text: str, max_chars: int = DEFAULT_OBSERVATION_MAX_CHARS) -
 def error_observation(message: str, response: str = "") -> str:
     """An error observation in the reference's (ToolBench's) shape."""
     return json.dumps({"error": message, "response": response}, ensure_ascii=False)
+
+
+def unknown_tool_observation(name: str) -> str:
+    """The caller named a tool that is not in the request (as the reference's environment says)."""
+    return error_observation(f"No such function name: {name}")
+
+
+def invalid_arguments_observation(error: str | None) -> str:
+    return error_observation(f"Tool input parse error: {error or 'the arguments are not a JSON object'}")
