@@ -113,9 +113,11 @@ def run_loops(models: dict[str, Generator], trajectories: Sequence[Trajectory], 
         for s, text in zip(callers, calls):
             call = parse_caller(text, s["traj"].tool_names())
             # as the orchestrator records it: an unknown name enters the history as the reference's marker
-            turn = caller_turn_content(HALLUCINATED_NAME, call.arguments_raw) if call.name not in BY_NAME else call.text
+            known = call.name in s["traj"].tool_names()
+            turn = call.text if known else caller_turn_content(HALLUCINATED_NAME, call.arguments_raw)
             s["history"].append(Turn(role="caller", content=turn))
-            s["history"].append(Turn(role="observation", content=_run_tool(call.name, call.arguments)))
+            observation = _run_tool(call.name, call.arguments) if known else unknown_tool_observation(call.name)
+            s["history"].append(Turn(role="observation", content=observation))
             s["calls"].append((call.name, call.arguments))
         answers = models["summarizer"]([render_prompt("summarizer", s["traj"].tools, s["history"]) for s in finishers])
         for s, text in zip(finishers, answers):
