@@ -37,9 +37,10 @@ WORDS = (
 ).split()
 STOCK_TICKERS_SEEDED = 160
 AMOUNTS = 400
-# Made-up values that only the train split uses, so many that no value is seen often enough to be
-# remembered: the models must copy values from the question and the observations.
-GENERATED_PER_POOL = 2000
+# Made-up values that only the train split uses, so many (and so varied: syllables and random
+# letters) that no value is seen often enough to be remembered: the models must copy values from
+# the question and the observations, letter by letter.
+GENERATED_PER_POOL = 20000
 _SYLLABLES = ("ba", "ko", "ri", "ten", "sa", "mo", "lu", "vin", "da", "pe", "gor", "na", "ti", "zel", "fa",
               "ru", "men", "lo", "kai", "bre", "sun", "tor", "vel", "mi", "dor", "an", "es", "ol", "ur", "quin")
 
@@ -78,11 +79,21 @@ def split_pool(values: list[T], seed: int, test_fraction: float = 0.2, train_ext
     return Pool(train=tuple(train), test=tuple(test))
 
 
+def _made_up_word(rng: random.Random) -> str:
+    if rng.random() < 0.5:
+        return "".join(rng.choice(_SYLLABLES) for _ in range(rng.choice((2, 3, 4))))
+    return "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(3, 10)))
+
+
 def _made_up_words(rng: random.Random, count: int, capitalize: bool) -> list[str]:
     out: set[str] = set()
     while len(out) < count:
-        word = "".join(rng.choice(_SYLLABLES) for _ in range(rng.choice((2, 3))))
-        out.add(word.capitalize() if capitalize else word)
+        word = _made_up_word(rng)
+        if capitalize:
+            word = word.capitalize()
+            if rng.random() < 0.1:
+                word += " " + _made_up_word(rng).capitalize()
+        out.add(word)
     return sorted(out)
 
 
@@ -133,5 +144,9 @@ def make_pools(seed: int) -> Pools:
             extra.choice((extra.randint(2, 99), extra.randint(100, 999), extra.randint(1000, 9999)))
             for _ in range(GENERATED_PER_POOL)
         ]),
-        dates=split_pool(_dates(rng), seed + 6),
+        # Dates of other years for training only.
+        dates=split_pool(_dates(rng), seed + 6, train_extra=[
+            f"{extra.choice((2024, 2025, 2027, 2028))}-{extra.randint(1, 12):02d}-{extra.randint(1, 28):02d}"
+            for _ in range(GENERATED_PER_POOL // 10)
+        ]),
     )
