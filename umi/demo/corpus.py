@@ -16,6 +16,7 @@ import json
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from umi.demo import tool_data as data
@@ -286,3 +287,34 @@ def build_corpus(seed: int, count: int, split: Split, version: ToolSetName = "v1
     docs = tool_docs(version)
     names = [d["Name"] for d in docs]
     return [trajectory(scenario(rng, pools, split, names), docs) for _ in range(count)]
+
+
+@dataclass(frozen=True)
+class CorpusSpec:
+    seed: int = 7
+    train: int = 30000  # trajectories per training file
+    test: int = 200  # trajectories per held-out file
+
+
+DEMO_CORPUS = CorpusSpec()  # what `make models` trains the demo models on (the shipped ones included)
+
+
+def write_corpus(out: Path, spec: CorpusSpec = DEMO_CORPUS) -> list[str]:
+    """``train-{v1,v2}.json``, ``test-{v1,v2}.json`` and the held-out chat suites into ``out``;
+    returns a line per file written."""
+    from umi.demo.suite import suite_from_trajectories
+    from umi.format import load_trajectories
+
+    out.mkdir(parents=True, exist_ok=True)
+    lines: list[str] = []
+    for split, count in (("train", spec.train), ("test", spec.test)):
+        for version in ("v1", "v2"):
+            path = out / f"{split}-{version}.json"
+            path.write_text(json.dumps(build_corpus(spec.seed, count, split, version), indent=1) + "\n", encoding="utf-8")  # type: ignore[arg-type]
+            lines.append(f"wrote {path} ({count} trajectories)")
+    for version in ("v1", "v2"):
+        path = out / f"suite-test-{version}.json"
+        suite = suite_from_trajectories(load_trajectories(out / f"test-{version}.json"), f"heldout-{version}")
+        path.write_text(suite.model_dump_json(indent=1) + "\n", encoding="utf-8")
+        lines.append(f"wrote {path} (a chat suite of the held-out split: umi eval chats --suite {path})")
+    return lines

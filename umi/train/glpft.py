@@ -111,6 +111,18 @@ def _encode(tokenizer: Any, samples: Sequence[Sample], max_length: int) -> list[
     return [encode_sample(tokenizer, s, max_length) for s in samples]
 
 
+def fingerprints(recipe: Recipe, base: Path) -> dict[str, str]:
+    """What each model of the recipe is built from (its recipe sections, data files and base
+    model), as ``{model name: fingerprint}``; a built model records it in ``training.json``."""
+    data_digest = _file_digest(recipe.data.train, base)
+    backbone_fp = _fingerprint(recipe.model, recipe.tokenizer, recipe.data, recipe.stage1, data_digest)
+    out = {BACKBONE: backbone_fp}
+    for name, stage in recipe.stage2.items():
+        digest = _file_digest(stage.data, base) if stage.data else data_digest
+        out[name] = _fingerprint(backbone_fp, name, stage, digest)
+    return out
+
+
 def train(recipe: Recipe, out: Path, base: Path, only: Sequence[str] = (), progress: bool = True) -> dict[str, str]:
     """Build what is missing; returns ``{model name: "built" | "up to date"}``."""
     from transformers import AutoModelForCausalLM
@@ -118,10 +130,10 @@ def train(recipe: Recipe, out: Path, base: Path, only: Sequence[str] = (), progr
     out.mkdir(parents=True, exist_ok=True)
     status: dict[str, str] = {}
     tokenizer = _tokenizer(recipe, out, base)
-    data_digest = _file_digest(recipe.data.train, base)
+    prints = fingerprints(recipe, base)
     common = {"recipe": recipe.name, "recipe_version": recipe.version, "seed": recipe.seed}
 
-    backbone_fp = _fingerprint(recipe.model, recipe.tokenizer, recipe.data, recipe.stage1, data_digest)
+    backbone_fp = prints[BACKBONE]
     target = out / BACKBONE
     if loop.is_done(target, backbone_fp):
         status[BACKBONE] = "up to date"
@@ -138,8 +150,7 @@ def train(recipe: Recipe, out: Path, base: Path, only: Sequence[str] = (), progr
         if only and name not in only:
             continue
         role = recipe.stage2_role(name)
-        digest = _file_digest(stage.data, base) if stage.data else data_digest
-        fp = _fingerprint(backbone_fp, name, stage, digest)
+        fp = prints[name]
         target = out / name
         if loop.is_done(target, fp):
             status[name] = "up to date"
