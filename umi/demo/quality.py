@@ -134,6 +134,26 @@ def task_success(state: dict[str, Any]) -> bool:
     return ok
 
 
+def _version(model: Path) -> str | None:
+    """The version ``umi train`` recorded for a model (what its role service reports)."""
+    info = model / "training.json"
+    return json.loads(info.read_text(encoding="utf-8")).get("version") if info.is_file() else None
+
+
+def _versions(model_dir: Path, caller: str) -> dict[str, str | None]:
+    return {role: _version(model_dir / name) for role, name in (("planner", "planner"), ("caller", caller), ("summarizer", "summarizer"))}
+
+
+def is_current(report: Path, model_dir: Path, caller: str = "caller") -> bool:
+    """``report`` was measured on the models now in ``model_dir`` (by their recorded versions)."""
+    try:
+        versions = json.loads(report.read_text(encoding="utf-8")).get("versions")
+    except (OSError, ValueError):
+        return False
+    current = _versions(model_dir, caller)
+    return versions == current and None not in current.values()
+
+
 def measure(model_dir: Path, test_file: Path, caller: str = "caller", limit: int = 0, progress: bool = True) -> dict[str, Any]:
     from umi.format import load_trajectories
 
@@ -153,6 +173,7 @@ def measure(model_dir: Path, test_file: Path, caller: str = "caller", limit: int
                 for s in loops if not task_success(s)]
     return {
         "test_file": str(test_file), "caller": caller, "trajectories": len(trajectories),
+        "versions": _versions(model_dir, caller),
         "metrics": result.metrics.model_dump(),
         "arguments_exact": round(100 * exact / len(calls), 2) if calls else None,
         "task_success": round(100 * sum(task_success(s) for s in loops) / len(loops), 2),
