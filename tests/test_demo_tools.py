@@ -57,10 +57,25 @@ def test_answers_are_deterministic_for_any_city(client: TestClient) -> None:
     assert t["time"].endswith(":00") and t["utc_offset"][0] in "+-"
 
 
+def test_any_three_capital_letters_are_a_currency_of_the_demo_world(client: TestClient) -> None:
+    def convert(src: str, dst: str, amount: float = 100) -> dict:
+        r = client.post("/tools/convert_currency", json={"amount": amount, "from_currency": src, "to_currency": dst})
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    made_up = convert("USD", "QZV")
+    assert made_up == convert("USD", "QZV") and made_up["to"] == "QZV" and made_up["rate"] > 0
+    assert convert("USD", "QZW")["rate"] != made_up["rate"]
+    back = convert("QZV", "USD", made_up["result"])
+    assert back["result"] == pytest.approx(100, rel=1e-3)
+    assert convert("usd", "EUR")["rate"] == 0.92  # the real codes keep their table rates, in any case
+
+
 @pytest.mark.parametrize(
     ("name", "args", "status", "needle"),
     [
         ("convert_currency", {"amount": 5, "from_currency": "EURO", "to_currency": "USD"}, 400, "unknown currency code 'EURO'"),
+        ("convert_currency", {"amount": 5, "from_currency": "yen", "to_currency": "USD"}, 400, "unknown currency code 'yen'"),
         ("convert_currency", {"amount": "five", "from_currency": "EUR", "to_currency": "USD"}, 422, "amount must be a number"),
         ("get_weather", {}, 422, "missing argument(s): city"),
         ("get_weather", {"city": "Oslo", "unit": "c"}, 422, "unknown argument(s): unit"),

@@ -134,7 +134,10 @@ def make_pools(seed: int) -> Pools:
     numbers = _numbers(rng)
     return Pools(
         cities=split_pool(_cities(), seed + 1, train_extra=_made_up_words(extra, GENERATED_PER_POOL, True)),
-        currencies=split_pool(list(CURRENCY_PER_USD), seed + 2),
+        # Made-up codes too: the tools take any three capital letters as a currency of the demo world.
+        currencies=split_pool(list(CURRENCY_PER_USD), seed + 2, train_extra=[
+            "".join(extra.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(3)) for _ in range(GENERATED_PER_POOL // 4)
+        ]),
         tickers=split_pool(tickers, seed + 3, train_extra=[
             "".join(extra.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(extra.choice((3, 4))))
             for _ in range(GENERATED_PER_POOL)

@@ -75,18 +75,29 @@ def population(city: str) -> dict[str, object]:
     return {"city": city, "population": 50_000 + s % 9_950_000}
 
 
+CODE_RE = re.compile(r"^[A-Z]{3}$")
+
+
 def _currency(code: str, field: str) -> str:
+    """A known code in any case, or any other code of three capital letters: a currency of the
+    synthetic world (see :func:`per_usd`). Names like ``euros`` or ``yen`` are refused."""
     up = code.strip().upper()
-    if up not in CURRENCY_PER_USD:
+    if up not in CURRENCY_PER_USD and not CODE_RE.match(code.strip()):
         raise ToolInputError(f"{field}: unknown currency code {code!r}; use a 3-letter code such as EUR, USD or JPY")
     return up
+
+
+def per_usd(code: str) -> float:
+    """Units of ``code`` per US dollar: the table's rate, else one fixed by the code's hash."""
+    known = CURRENCY_PER_USD.get(code)
+    return known if known is not None else round(0.05 + (_seed("currency", code) % 200000) / 100, 2)
 
 
 def convert_currency(amount: float, from_currency: str, to_currency: str) -> dict[str, object]:
     if not math.isfinite(amount) or amount < 0:
         raise ToolInputError("amount must be a non-negative number")
     src, dst = _currency(from_currency, "from_currency"), _currency(to_currency, "to_currency")
-    rate = CURRENCY_PER_USD[dst] / CURRENCY_PER_USD[src]
+    rate = per_usd(dst) / per_usd(src)
     return {"amount": amount, "from": src, "to": dst, "rate": round(rate, 4), "result": round(amount * rate, 2)}
 
 
