@@ -14,6 +14,7 @@ from typing import Any
 from tqdm import tqdm
 
 from umi.demo.corpus import http_error_observation, observation_text
+from umi.demo.stack import DEMO_MAX_NEW_TOKENS
 from umi.demo.tool_data import ToolInputError
 from umi.demo.tools_app import BY_NAME
 from umi.demo.suite import task_from_trajectory
@@ -24,7 +25,7 @@ from umi.eval.score import score
 from umi.format.observations import invalid_arguments_observation, unknown_tool_observation
 from umi.format import HALLUCINATED_NAME, Trajectory, caller_turn_content, Turn, parse_caller, parse_planner, parse_summarizer, render_prompt
 
-MAX_NEW_TOKENS = 64
+MAX_NEW_TOKENS = DEMO_MAX_NEW_TOKENS  # as the demo's role services generate
 
 
 @dataclass
