@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from umi.demo.corpus import DEMO_CORPUS, write_corpus
+from umi.demo.corpus import write_corpus
+from umi.demo.corpus_spec import DEMO_CORPUS
 from umi.train.glpft import BACKBONE, fingerprints
 from umi.train.recipe import load_recipe
 

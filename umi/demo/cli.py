@@ -10,7 +10,8 @@ from typing import Any
 
 
 def _cmd_corpus(args: argparse.Namespace) -> int:
-    from umi.demo.corpus import CorpusSpec, write_corpus
+    from umi.demo.corpus import write_corpus
+    from umi.demo.corpus_spec import CorpusSpec
 
     for line in write_corpus(Path(args.out), CorpusSpec(seed=args.seed, train=args.train, test=args.test)):
         print(line)
@@ -92,7 +93,7 @@ def _add_stack_options(p: argparse.ArgumentParser) -> None:
 
 
 def add_demo_parser(sub: Any) -> None:
-    from umi.demo.corpus import DEMO_CORPUS
+    from umi.demo.corpus_spec import DEMO_CORPUS
 
     p = sub.add_parser("demo", help="the demo: corpus, model quality, the scripted demo, the stack for manual use")
     dsub = p.add_subparsers(dest="demo_command", required=True, metavar="DEMO_COMMAND")

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from umi.demo import tool_data as data
+from umi.demo.corpus_spec import DEMO_CORPUS, CorpusSpec
 from umi.demo.pools import Pools, make_pools
 from umi.demo.tools_app import TOOLS, tool_set
 from umi.format import caller_turn_content, tooldoc_from_openai
@@ -289,16 +290,6 @@ def build_corpus(seed: int, count: int, split: Split, version: ToolSetName = "v1
     return [trajectory(scenario(rng, pools, split, names), docs) for _ in range(count)]
 
 
-@dataclass(frozen=True)
-class CorpusSpec:
-    seed: int = 7
-    train: int = 30000  # trajectories per training file
-    test: int = 200  # trajectories per held-out file
-
-
-DEMO_CORPUS = CorpusSpec()  # what `make models` trains the demo models on (the shipped ones included)
-
-
 def write_corpus(out: Path, spec: CorpusSpec = DEMO_CORPUS) -> list[str]:
     """``train-{v1,v2}.json``, ``test-{v1,v2}.json`` and the held-out chat suites into ``out``;
     returns a line per file written."""
@@ -307,12 +298,14 @@ def write_corpus(out: Path, spec: CorpusSpec = DEMO_CORPUS) -> list[str]:
 
     out.mkdir(parents=True, exist_ok=True)
     lines: list[str] = []
-    for split, count in (("train", spec.train), ("test", spec.test)):
-        for version in ("v1", "v2"):
+    splits: tuple[tuple[Split, int], ...] = (("train", spec.train), ("test", spec.test))
+    versions: tuple[ToolSetName, ...] = ("v1", "v2")
+    for split, count in splits:
+        for version in versions:
             path = out / f"{split}-{version}.json"
-            path.write_text(json.dumps(build_corpus(spec.seed, count, split, version), indent=1) + "\n", encoding="utf-8")  # type: ignore[arg-type]
+            path.write_text(json.dumps(build_corpus(spec.seed, count, split, version), indent=1) + "\n", encoding="utf-8")
             lines.append(f"wrote {path} ({count} trajectories)")
-    for version in ("v1", "v2"):
+    for version in versions:
         path = out / f"suite-test-{version}.json"
         suite = suite_from_trajectories(load_trajectories(out / f"test-{version}.json"), f"heldout-{version}")
         path.write_text(suite.model_dump_json(indent=1) + "\n", encoding="utf-8")
