@@ -23,6 +23,7 @@ from umi.eval.gold import gold_steps
 from umi.eval.predictions import Prediction
 from umi.eval.score import score
 from umi.format.observations import invalid_arguments_observation, unknown_tool_observation
+from umi.service.weights import recorded_version
 from umi.format import HALLUCINATED_NAME, Trajectory, caller_turn_content, Turn, parse_caller, parse_planner, parse_summarizer, render_prompt
 
 MAX_NEW_TOKENS = DEMO_MAX_NEW_TOKENS  # as the demo's role services generate
@@ -135,14 +136,8 @@ def task_success(state: dict[str, Any]) -> bool:
     return ok
 
 
-def _version(model: Path) -> str | None:
-    """The version ``umi train`` recorded for a model (what its role service reports)."""
-    info = model / "training.json"
-    return json.loads(info.read_text(encoding="utf-8")).get("version") if info.is_file() else None
-
-
 def _versions(model_dir: Path, caller: str) -> dict[str, str | None]:
-    return {role: _version(model_dir / name) for role, name in (("planner", "planner"), ("caller", caller), ("summarizer", "summarizer"))}
+    return {role: recorded_version(str(model_dir / name)) for role, name in (("planner", "planner"), ("caller", caller), ("summarizer", "summarizer"))}
 
 
 def is_current(report: Path, model_dir: Path, caller: str = "caller") -> bool:
