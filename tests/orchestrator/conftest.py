@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from orch_fakes import FakeRoles, ServerGroup, ToolServer, free_port
+from tests.support.orchestrator_fakes import FakeRoles, ServerGroup, ToolServer, free_port
 
 from orchestrator.api import create_app
 from orchestrator.settings import Settings

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from orch_fakes import call, tool
+from tests.support.orchestrator_fakes import call, tool
 
 
 def test_a_client_tool_round_trip(orch, fake_roles) -> None:

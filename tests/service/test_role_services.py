@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from servers import ADMIN, admin_status, metric_value, read_events, role_service, service_settings
+from tests.support.servers import ADMIN, admin_status, metric_value, read_events, role_service, service_settings
 
 from services import backbone, caller, planner, summarizer
 from umi.format import Turn, parse_backbone, parse_caller, parse_planner, parse_summarizer, render_prompt, to_tooldocs

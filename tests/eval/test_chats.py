@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 
-from servers import running_app as serve_app
+from tests.support.servers import running_app as serve_app
 from umi.cli import main
 from umi.demo.suite import demo_suite
 from umi.demo.tools_app import create_app as tools_app

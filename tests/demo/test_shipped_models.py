@@ -14,7 +14,7 @@ from umi.demo.corpus_spec import DEMO_CORPUS
 from umi.train.glpft import BACKBONE, fingerprints
 from umi.train.recipe import load_recipe
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MODELS = ROOT / "models" / "demo"
 RECIPE = load_recipe(ROOT / "recipes" / "demo.toml")
 NAMES = [BACKBONE, *RECIPE.stage2]

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
-from orch_fakes import gated_planner, tool
+from tests.support.orchestrator_fakes import gated_planner, tool
 
 from umi.sse import Event, iter_events
 

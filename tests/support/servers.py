@@ -17,7 +17,6 @@ from typing import Any
 import httpx
 import uvicorn
 from fastapi import FastAPI
-from prometheus_client.parser import text_string_to_metric_families
 
 from umi.engines.process import free_port
 from umi.service.app import create_app
@@ -25,6 +24,8 @@ from umi.service.roles import RoleSpec
 from umi.service.settings import ServiceSettings
 from umi.sse import Event
 from umi.sse import read_events as decode_events
+
+from tests.support.metrics import metric_value as read_metric
 
 ADMIN_TOKEN = "test-admin-token"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -120,14 +121,8 @@ def admin_status(client: httpx.Client) -> dict[str, Any]:
 
 
 def metric_value(client: httpx.Client, name: str, /, **labels: str) -> float:
-    """The sum of the samples of ``name`` whose labels include ``labels``."""
-    text = client.get("/metrics").text
-    total = 0.0
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                total += sample.value
-    return total
+    """The sum of the samples of ``name`` in ``client``'s `/metrics` whose labels include ``labels``."""
+    return read_metric(client.get("/metrics").text, name, **labels)
 
 
 @dataclass

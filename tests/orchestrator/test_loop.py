@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from orch_fakes import Fail, call, free_port, plan, tool
+from tests.support.orchestrator_fakes import Fail, call, free_port, plan, tool
 from umi.format.tools import HALLUCINATED_NAME
 from umi.roleapi import BackboneResponse, ModelInfo, PlanRequest, Usage
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from servers import ADMIN, ADMIN_TOKEN, pid_alive, wait_ready
+from tests.support.servers import ADMIN, ADMIN_TOKEN, pid_alive, wait_ready
 
 from umi.engines.process import free_port
 

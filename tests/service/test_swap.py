@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from servers import (
+from tests.support.servers import (
     ADMIN,
     admin_status,
     metric_value,

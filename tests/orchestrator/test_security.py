@@ -7,7 +7,7 @@ import json
 
 import httpx
 import pytest
-from orch_fakes import call, tool
+from tests.support.orchestrator_fakes import call, tool
 
 from orchestrator.settings import DEFAULT_TOOL_ALLOWLIST, Allowlist
 from orchestrator.tools import EndpointPolicy, Refused

@@ -7,17 +7,12 @@ import logging
 
 import httpx
 import pytest
-from orch_fakes import Fail, free_port, tool
+from tests.support.orchestrator_fakes import Fail, free_port, tool
+
+from tests.support.metrics import metric_value
 
 from orchestrator.logs import JsonFormatter
 from orchestrator.settings import Settings
-
-
-def metric(text: str, name: str) -> float:
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
 
 
 def test_health_ready_and_metrics(orch, fake_roles, tool_server) -> None:
@@ -30,15 +25,15 @@ def test_health_ready_and_metrics(orch, fake_roles, tool_server) -> None:
     fake_roles.planner = lambda req: Fail(500)
     orch.chat(query="q2")
     text = orch.client.get("/metrics").text
-    assert metric(text, 'umi_orchestrator_chats_total{status="completed"}') == 1
-    assert metric(text, 'umi_orchestrator_chats_total{status="failed"}') == 1
-    assert metric(text, 'umi_orchestrator_steps_total{role="planner"}') == 2
-    assert metric(text, 'umi_orchestrator_steps_total{role="observation"}') == 1
-    assert metric(text, 'umi_orchestrator_role_errors_total{kind="http_status",role="planner"}') == 3
-    assert metric(text, 'umi_orchestrator_role_seconds_count{role="caller"}') == 1
-    assert metric(text, 'umi_orchestrator_tool_seconds_count{tool="t"}') == 1
-    assert metric(text, 'umi_orchestrator_redis_seconds_count{op="append"}') >= 5
-    assert metric(text, "umi_orchestrator_chats_running") == 0
+    assert metric_value(text, "umi_orchestrator_chats_total", status="completed") == 1
+    assert metric_value(text, "umi_orchestrator_chats_total", status="failed") == 1
+    assert metric_value(text, "umi_orchestrator_steps_total", role="planner") == 2
+    assert metric_value(text, "umi_orchestrator_steps_total", role="observation") == 1
+    assert metric_value(text, "umi_orchestrator_role_errors_total", kind="http_status", role="planner") == 3
+    assert metric_value(text, "umi_orchestrator_role_seconds_count", role="caller") == 1
+    assert metric_value(text, "umi_orchestrator_tool_seconds_count", tool="t") == 1
+    assert metric_value(text, "umi_orchestrator_redis_seconds_count", op="append") >= 5
+    assert metric_value(text, "umi_orchestrator_chats_running") == 0
 
 
 def test_ready_is_503_without_redis(make_orch) -> None:

@@ -1,4 +1,4 @@
-"""The vllm engine against a faithful fake `vllm serve` (tests/fake_vllm.py): its command line and
+"""The vllm engine against a faithful fake `vllm serve` (tests/support/fake_vllm.py): its command line and
 environment, LoRA swaps (versioned names, alias flip, unload later, never load_inplace), in-place
 sleep/reload swaps that queue requests, blue/green with a failed warm-up, and failure injection
 (crash mid-request, slow load, load failure).
@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from servers import (
+from tests.support.servers import (
     ADMIN,
     FAKE_VLLM_COMMAND,
     admin_status,

@@ -103,7 +103,7 @@ def test_create_is_idempotent(redis_url: str, key_prefix: str) -> None:
 
 
 def test_an_unreachable_redis_is_store_unavailable(key_prefix: str) -> None:
-    from orch_fakes import free_port
+    from tests.support.orchestrator_fakes import free_port
 
     async def body(store: ChatStore) -> None:
         with pytest.raises(StoreUnavailable):

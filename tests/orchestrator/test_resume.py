@@ -14,7 +14,9 @@ from typing import Any
 
 import httpx
 import redis
-from orch_fakes import call, gated_planner, tool
+from tests.support.metrics import metric_exported
+from tests.support.metrics import metric_value as read_metric
+from tests.support.orchestrator_fakes import call, gated_planner, tool
 
 from umi.roleapi import CallRequest
 
@@ -142,7 +144,6 @@ def test_a_process_whose_lease_was_taken_stops_writing(make_orch, fake_roles, to
 
 
 def metric_value(orch: Any, name: str) -> float:
-    for line in orch.client.get("/metrics").text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[-1])
-    raise AssertionError(f"{name} is not exported")
+    text = orch.client.get("/metrics").text
+    assert metric_exported(text, name), f"{name} is not exported"
+    return read_metric(text, name)

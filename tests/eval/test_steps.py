@@ -10,7 +10,7 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from servers import running_app as serve_app
+from tests.support.servers import running_app as serve_app
 from umi.cli import main
 
 

@@ -1,7 +1,7 @@
 """A stand-in for ``vllm serve`` in tests: the same command line, environment switches, endpoints
 and error shapes as vLLM's OpenAI server, with weights that are only directories on disk.
 
-    python tests/fake_vllm.py serve MODEL --host H --port P [vllm flags] [--fake-* flags]
+    python tests/support/fake_vllm.py serve MODEL --host H --port P [vllm flags] [--fake-* flags]
 
 What it does like vLLM:
 - exits non-zero at start-up when MODEL has no readable config.json (weights that fail to load);

@@ -12,45 +12,13 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
-from orch_fakes import free_port, gated_planner, tool
-
-
-class RedisServer:
-    """A private redis-server with an append-only file, so that data survives a restart."""
-
-    def __init__(self, binary: str, directory: Path):
-        self.binary, self.dir, self.port = binary, directory, free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [self.binary, "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.dir), "--save", "",
-             "--appendonly", "yes", "--appendfsync", "always", "--logfile", str(self.dir / "redis.log")],
-        )  # fmt: skip
-        client = redis.Redis(port=self.port, socket_timeout=1)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if client.ping():
-                    break
-            except redis.ConnectionError:
-                assert time.monotonic() < deadline and self.proc.poll() is None, "redis-server did not start"
-                time.sleep(0.05)
-        client.close()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()  # SIGTERM: redis fsyncs the AOF and exits
-            self.proc.wait(timeout=20)
+from tests.support.orchestrator_fakes import gated_planner, tool
+from tests.support.redis_server import RedisServer, redis_server_binary
 
 
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    binary = os.environ.get("UMI_REDIS_SERVER")
-    if not binary:
-        pytest.skip("UMI_REDIS_SERVER is not set: run the suite with `make test`")
-    server = RedisServer(binary, tmp_path)
+    server = RedisServer(redis_server_binary(), tmp_path)
     server.start()
     try:
         yield server

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.support.redis_server import redis_server_binary
 import redis
 
 from umi.demo.processes import descendants, pid_alive
@@ -63,10 +65,6 @@ class UpProcess:
         return "\n".join(self.lines)
 
 
-def redis_server_available() -> bool:
-    return bool(os.environ.get("UMI_REDIS_SERVER") or shutil.which("redis-server"))
-
-
 @pytest.fixture(scope="module")
 def models(tiny_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("demo-models")
@@ -78,10 +76,7 @@ def models(tiny_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactor
 
 @pytest.fixture
 def stack(models: Path) -> Iterator[UpProcess]:
-    if not redis_server_available():
-        if os.environ.get("CI"):
-            pytest.fail("redis-server is missing: run the suite with `make test`")
-        pytest.skip("redis-server is not installed")
+    redis_server_binary()  # skips (fails under CI) without a redis-server
     argv = [sys.executable, "-m", "umi.cli", "demo", "up", "--models", str(models), "--free-ports",
             "--max-new-tokens", "4", "--ready-timeout-s", "150"]  # fmt: skip
     proc = subprocess.Popen(

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
-import socket
 import threading
 import time
 from collections import Counter, defaultdict
@@ -34,13 +33,8 @@ from umi.roleapi import (
     SummarizeResponse,
     Usage,
 )
+from umi.engines.process import free_port
 from umi.sse import MEDIA_TYPE, encode_event
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class ThreadServer:
