@@ -9,12 +9,17 @@ PYTEST_ARGS ?=
 
 setup: $(STAMP)
 
-# Re-installs only when pyproject.toml changes; otherwise `make setup` is a no-op.
+# Re-installs only when pyproject.toml changes; otherwise `make setup` is a no-op. Each step is
+# announced and pip shows what it collects and installs (about 2 minutes the first time).
 $(STAMP): pyproject.toml
+	@echo "== make setup 1/3: the virtual environment $(VENV) ($$($(PYTHON) --version 2>&1))"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[cpu,eval,test]'
+	@echo "== make setup 2/3: pip itself, upgraded"
+	@$(BIN)/python -m pip install -q --upgrade pip
+	@echo "== make setup 3/3: umi-serve (editable) with its cpu, eval and test extras; torch is the largest"
+	$(BIN)/python -m pip install --progress-bar off -e '.[cpu,eval,test]'
 	@touch $(STAMP)
+	@echo "== make setup: done ($(BIN)/umi, $(BIN)/python)"
 
 # A private Redis server for the run (installed with apt-get if missing and root), then pytest.
 test: setup
