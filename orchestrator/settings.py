@@ -1,6 +1,6 @@
 """Orchestrator settings, read from ``UMI_*`` environment variables (pydantic-settings).
 
-Every setting is documented in ``docs/readme-orchestrator.md``; keep the two in step.
+Every setting is documented in ``docs/orchestrator.md`` (Configuration); keep the two in step.
 """
 
 from __future__ import annotations
