@@ -28,9 +28,9 @@ from orchestrator.logs import configure, install_context_filter
 from orchestrator.loop import ChatLoop
 from orchestrator.metrics import Metrics
 from orchestrator.models import ChatDoc, ChatRequest, ToolOutputsRequest
-from orchestrator.roles import RoleClient
+from orchestrator.roles import HttpRoleClient, RoleClient
 from orchestrator.settings import Settings
-from orchestrator.store import ChatStore, StoreUnavailable, connect
+from orchestrator.store import ChatStore, RedisChatStore, StoreUnavailable, connect
 from orchestrator.supervisor import Supervisor, process_owner
 from orchestrator.tools import ToolRunner
 from umi.sse import MEDIA_TYPE, encode_event
@@ -87,20 +87,34 @@ class BodyLimit:
         await error_response(413, "limit", message, "body")(scope, receive, send)
 
 
-class Orchestrator:
-    """Everything one process holds, built at startup and closed at shutdown."""
+StoreFactory = Callable[[Settings, Metrics], ChatStore]
+"""Builds the chat store of one orchestrator process (inside its event loop)."""
+RoleClientFactory = Callable[[Settings, Metrics], RoleClient]
+"""Builds the role client of one orchestrator process (inside its event loop)."""
 
-    def __init__(self, settings: Settings):
+
+def redis_store(settings: Settings, metrics: Metrics) -> RedisChatStore:
+    """The production chat store: Redis at ``UMI_REDIS_URL``, with a second pool for SSE followers."""
+    redis = connect(settings.redis_url, settings.redis_timeout_s, settings.redis_max_connections)
+    blocking = connect(settings.redis_url, settings.redis_timeout_s + FOLLOW_POLL_S, settings.redis_max_connections)
+    return RedisChatStore(redis, settings.key_prefix, settings.chat_ttl_s, settings.lease_ttl_s, metrics, blocking=blocking)
+
+
+class Orchestrator:
+    """Everything one process holds, built at startup and closed at shutdown.
+
+    ``store`` and ``roles`` build the chat store and the role client (default: Redis and HTTP);
+    tests pass in-process ones."""
+
+    def __init__(
+        self, settings: Settings, store: StoreFactory = redis_store, roles: RoleClientFactory = HttpRoleClient
+    ):
         self.settings = settings
         self.metrics = Metrics()
         self.hub = EventHub()
         self.owner = process_owner()
-        redis = connect(settings.redis_url, settings.redis_timeout_s, settings.redis_max_connections)
-        blocking = connect(settings.redis_url, settings.redis_timeout_s + FOLLOW_POLL_S, settings.redis_max_connections)
-        self.store = ChatStore(
-            redis, settings.key_prefix, settings.chat_ttl_s, settings.lease_ttl_s, self.metrics, blocking=blocking
-        )
-        self.roles = RoleClient(settings, self.metrics)
+        self.store = store(settings, self.metrics)
+        self.roles = roles(settings, self.metrics)
         self.tools = ToolRunner(settings, self.metrics)
         self.loop = ChatLoop(settings, self.store, self.roles, self.tools, self.hub, self.metrics, self.owner)
         self.supervisor = Supervisor(settings, self.store, self.loop, self.hub, self.metrics)
@@ -124,13 +138,17 @@ def _field(loc: tuple[Any, ...]) -> str:
     return ".".join(parts[1:] if parts and parts[0] in ("body", "query", "path", "header") else parts)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, store: StoreFactory = redis_store, roles: RoleClientFactory = HttpRoleClient
+) -> FastAPI:
+    """The orchestrator's app. ``store`` and ``roles`` choose the chat store and the role client
+    (built in the app's lifespan); the defaults are the production ones."""
     settings = settings or Settings()
     install_context_filter()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        orch = Orchestrator(settings)
+        orch = Orchestrator(settings, store=store, roles=roles)
         app.state.orch = orch
         orch.supervisor.start_background()
         try:

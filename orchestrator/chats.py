@@ -5,17 +5,16 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from orchestrator.events import EventHub, Out, Subscription, follow
-from orchestrator.loop import ChatState, observation_step
 from orchestrator.metrics import Metrics
 from orchestrator.models import ChatDoc, ChatRequest, ToolOutputsRequest
 from orchestrator.settings import Settings
-from orchestrator.store import ChatStore, IndexConflict, NotInStatus, StoredChat
+from orchestrator.state import ChatState, observation_step
+from orchestrator.store import ChatStore, IndexConflict, NewChat, NotInStatus, StoredChat
 from orchestrator.supervisor import Supervisor
 from umi.format.observations import cut_observation
 
@@ -50,7 +49,7 @@ class Principal:
         raise ApiError(401, "unauthorized", "a valid API key is required: Authorization: Bearer <key>")
 
     def may_see(self, chat: StoredChat) -> bool:
-        return self.admin or chat.fields.get("owner", "") == self.owner
+        return self.admin or chat.owner == self.owner
 
 
 def not_found(chat_id: str) -> ApiError:
@@ -102,10 +101,8 @@ class Chats:
         run = self.supervisor.start(state, token) if request.chat_id is None else None
         try:
             created = await self.store.create(
-                chat_id, self.supervisor.owner,
-                {"request": stored.model_dump_json(), "fingerprint": fingerprint,
-                 "metadata": json.dumps(request.metadata), "owner": who.owner},
-            )  # fmt: skip
+                chat_id, self.supervisor.owner, NewChat(request=stored, fingerprint=fingerprint, owner=who.owner)
+            )
             if not created.created:
                 if created.owner != who.owner and not who.admin:
                     raise ApiError(409, "conflict", f"chat_id {chat_id} is already in use", "chat_id")
@@ -174,7 +171,7 @@ class Chats:
         chat = await self.load_visible(chat_id, who)
         if chat.status != "requires_action":
             raise ApiError(409, "conflict", f"chat {chat_id} is {chat.status}, not waiting for tool outputs", "status")
-        pending = {p["tool_call_id"]: p for p in chat.json_field("pending", [])}
+        pending = {p.tool_call_id: p for p in chat.pending}
         given: dict[str, str] = {}
         for i, out in enumerate(body.outputs):
             if out.tool_call_id not in pending:
