@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.support.orchestrator_fakes import call, tool
+
+
+@pytest.fixture(params=["integration", "in_process"])
+def orch_backend(request: pytest.FixtureRequest) -> str:
+    """Both orchestrator builds: Redis and HTTP role services, or in-memory and in-process."""
+    return request.param
 
 
 def test_a_client_tool_round_trip(orch, fake_roles) -> None:
