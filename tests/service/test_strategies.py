@@ -18,7 +18,7 @@ from tests.support.fake_engine import CapableFakeEngine, FakeEngine
 from umi.engines import CompletionParams, Engine, EngineState, EngineUnavailable
 from umi.service.deployment import Deployment
 from umi.service.errors import ServiceError
-from umi.service.strategies import STRATEGIES, BlueGreen, InPlace, Lora, Reuse, SwapJob, Switched
+from umi.service.strategies import STRATEGIES, BlueGreen, InPlace, Lora, Reuse, Strategy, SwapJob, Switched
 from umi.service.weights import WeightsRef
 
 T = TypeVar("T")
@@ -50,8 +50,8 @@ class FakeHost:
         self.paused = False
         self._seq = itertools.count(1)
 
-    def engine(self, path: str = V1.path, **capabilities: bool) -> CapableFakeEngine:
-        return CapableFakeEngine(path, broken=self.broken, bad_output=self.bad_output, **capabilities)
+    def engine(self, path: str = V1.path) -> CapableFakeEngine:
+        return CapableFakeEngine(path, broken=self.broken, bad_output=self.bad_output)
 
     def phase(self, phase: str) -> None:
         self.log.append(phase)
@@ -114,6 +114,19 @@ def refusal(exc: pytest.ExceptionInfo[ServiceError]) -> tuple[int, str, str | No
     return exc.value.status, exc.value.type, exc.value.field
 
 
+def refused_swap(unit: Strategy, host: FakeHost, engine: FakeEngine, target: WeightsRef, *, adapter: bool = False,
+                 tokenizer: str | None = None) -> pytest.ExceptionInfo[ServiceError]:
+    """Run ``unit`` from ``engine`` serving V1 (or the adapter A1 on it) to ``target``; it must refuse."""
+
+    async def scenario() -> None:
+        current = await (serving_adapter(engine) if adapter else serving(engine))  # type: ignore[arg-type]
+        await unit.run(host, job(current, target, tokenizer))
+
+    with pytest.raises(ServiceError) as exc:
+        run(scenario())
+    return exc
+
+
 def test_the_registry_holds_one_unit_per_strategy_under_its_own_name() -> None:
     assert set(STRATEGIES) == {"blue_green", "in_place", "lora", "reuse"}
     assert all(unit.name == name for name, unit in STRATEGIES.items())
@@ -137,19 +150,14 @@ def test_blue_green_switches_to_a_second_engine_after_its_warm_up_and_stops_the_
     assert host.built == [new.engine] and new.engine.model_path == V2.path and new.engine.state is EngineState.READY
     assert (new.weights, new.base, new.fitter, new.adapter) == (V2, V2, "tokenizer of /models/v2", None)
     assert host.log == ["loading tokenizer", "starting engine", "warming up", "warm up planner", "switch", "stopping the old engine", "stop engine"]
-    assert host.switched == [new] and switched.ready_at_s <= switched.switched_at_s
+    assert host.switched == [new]
     assert old.state is EngineState.STOPPED
 
 
 def test_blue_green_refuses_weights_whose_engine_does_not_start_and_stops_that_engine() -> None:
     host = FakeHost(broken={V2.path})
     old = host.engine()
-
-    async def scenario() -> None:
-        await BlueGreen().run(host, job(await serving(old), V2))
-
-    with pytest.raises(ServiceError) as exc:
-        run(scenario())
+    exc = refused_swap(BlueGreen(), host, old, V2)
     assert refusal(exc) == (422, "weights_load_failed", "path") and "did not start on /models/v2" in exc.value.message
     assert host.switched == [] and host.log[-1] == "stop engine" and host.built[0].state is EngineState.STOPPED
     assert old.state is EngineState.READY and old.calls == []
@@ -158,12 +166,7 @@ def test_blue_green_refuses_weights_whose_engine_does_not_start_and_stops_that_e
 def test_blue_green_stops_the_new_engine_when_its_warm_up_fails() -> None:
     host = FakeHost(bad_output={V2.path})
     old = host.engine()
-
-    async def scenario() -> None:
-        await BlueGreen().run(host, job(await serving(old), V2))
-
-    with pytest.raises(ServiceError) as exc:
-        run(scenario())
+    exc = refused_swap(BlueGreen(), host, old, V2)
     assert refusal(exc) == (422, "warmup_failed", None) and "injected failure" in exc.value.message
     assert host.switched == [] and host.built[0].state is EngineState.STOPPED
     assert old.state is EngineState.READY and old.calls == []
@@ -172,12 +175,8 @@ def test_blue_green_stops_the_new_engine_when_its_warm_up_fails() -> None:
 def test_a_tokenizer_that_does_not_load_refuses_the_swap_before_any_engine_starts() -> None:
     host = FakeHost(bad_tokenizers={V2.path, "/tokenizers/other"})
 
-    async def scenario(tokenizer: str | None) -> None:
-        await BlueGreen().run(host, job(await serving(host.engine()), V2, tokenizer=tokenizer))
-
     for tokenizer, field in ((None, "path"), ("/tokenizers/other", "tokenizer")):
-        with pytest.raises(ServiceError) as exc:
-            run(scenario(tokenizer))
+        exc = refused_swap(BlueGreen(), host, host.engine(), V2, tokenizer=tokenizer)
         assert refusal(exc) == (422, "weights_load_failed", field) and "does not load" in exc.value.message
     assert host.built == [] and host.switched == []
 
@@ -228,12 +227,7 @@ def test_in_place_refuses_with_409_when_requests_do_not_drain_and_changes_nothin
 def test_in_place_reloads_the_old_weights_when_the_new_ones_do_not_load() -> None:
     host = FakeHost(broken={V2.path})
     engine = host.engine()
-
-    async def scenario() -> None:
-        await InPlace().run(host, job(await serving(engine), V2))
-
-    with pytest.raises(ServiceError) as exc:
-        run(scenario())
+    exc = refused_swap(InPlace(), host, engine, V2)
     assert refusal(exc) == (422, "weights_load_failed", "path") and "did not reload /models/v2" in exc.value.message
     assert engine.calls == [("reload_weights", V2.path), ("reload_weights", V1.path), ("complete", "planner")]
     assert engine.model_path == V1.path and engine.state is EngineState.READY
@@ -246,12 +240,7 @@ def test_in_place_reloads_the_old_weights_when_the_new_ones_do_not_load() -> Non
 def test_in_place_reloads_the_old_weights_when_the_new_ones_fail_the_warm_up() -> None:
     host = FakeHost(bad_output={V2.path})
     engine = host.engine()
-
-    async def scenario() -> None:
-        await InPlace().run(host, job(await serving(engine), V2))
-
-    with pytest.raises(ServiceError) as exc:
-        run(scenario())
+    exc = refused_swap(InPlace(), host, engine, V2)
     assert refusal(exc) == (422, "warmup_failed", None)
     assert [c for c in engine.calls if c[0] == "reload_weights"] == [("reload_weights", V2.path), ("reload_weights", V1.path)]
     assert engine.model_path == V1.path and host.switched == [] and not host.paused
@@ -271,22 +260,6 @@ def test_in_place_restarts_the_engine_on_the_old_weights_when_reloading_them_fai
     assert refusal(exc) == (422, "weights_load_failed", "path")
     assert engine.calls == [("reload_weights", V2.path), ("reload_weights", V1.path), ("restart_on", V1.path)]
     assert engine.model_path == V1.path and engine.state is EngineState.RESTARTING and host.switched == []
-
-
-@pytest.mark.parametrize("engine", [FakeEngine(V1.path), CapableFakeEngine(V1.path, in_place=False)], ids=["lacking", "disabled"])
-def test_in_place_is_refused_on_an_engine_without_the_in_place_reload_capability(engine: FakeEngine) -> None:
-    with pytest.raises(ServiceError) as exc:
-        InPlace().check(engine)
-    assert refusal(exc) == (422, "in_place_unsupported", "strategy") and "in-place swaps need" in exc.value.message
-
-    host = FakeHost()
-
-    async def scenario() -> None:
-        await InPlace().run(host, job(await serving(engine), V2))
-
-    with pytest.raises(ServiceError) as exc:
-        run(scenario())
-    assert exc.value.type == "in_place_unsupported" and host.log == [] and engine.calls == []
 
 
 # ----------------------------------------------------------------------------- LoRA
@@ -320,12 +293,7 @@ def test_lora_loads_the_adapter_under_a_new_name_switches_the_alias_and_unloads_
 def test_lora_refuses_an_adapter_the_engine_does_not_load() -> None:
     host = FakeHost(broken={A1.path})
     engine = host.engine()
-
-    async def scenario() -> None:
-        await Lora().run(host, job(await serving(engine), A1))
-
-    with pytest.raises(ServiceError) as exc:
-        run(scenario())
+    exc = refused_swap(Lora(), host, engine, A1)
     assert refusal(exc) == (422, "weights_load_failed", "path") and "injected failure" in exc.value.message
     assert engine.adapters == {} and host.switched == []
 
@@ -333,12 +301,7 @@ def test_lora_refuses_an_adapter_the_engine_does_not_load() -> None:
 def test_lora_unloads_an_adapter_that_fails_its_warm_up() -> None:
     host = FakeHost(bad_output={A1.path})
     engine = host.engine()
-
-    async def scenario() -> None:
-        await Lora().run(host, job(await serving(engine), A1))
-
-    with pytest.raises(ServiceError) as exc:
-        run(scenario())
+    exc = refused_swap(Lora(), host, engine, A1)
     assert refusal(exc) == (422, "warmup_failed", None)
     assert engine.calls[-1] == ("unload_lora", "planner-a1-1") and engine.adapters == {} and host.switched == []
 
@@ -357,20 +320,34 @@ def test_lora_on_an_engine_that_is_not_ready_loads_nothing() -> None:
     assert engine.adapters == {} and host.switched == []
 
 
-@pytest.mark.parametrize("engine", [FakeEngine(V1.path), CapableFakeEngine(V1.path, lora=False)], ids=["lacking", "disabled"])
-def test_lora_is_refused_on_an_engine_without_the_lora_capability(engine: FakeEngine) -> None:
+# ----------------------------------------------------------------------------- capabilities
+
+IN_PLACE_REFUSED = ("in_place_unsupported", "strategy", "in-place swaps need")
+LORA_REFUSED = ("lora_unsupported", "kind", "LoRA swaps need")
+
+
+@pytest.mark.parametrize(
+    ("unit", "target", "engine", "refused"),
+    [
+        (InPlace(), V2, FakeEngine(V1.path), IN_PLACE_REFUSED),
+        (InPlace(), V2, CapableFakeEngine(V1.path, in_place=False), IN_PLACE_REFUSED),
+        (Lora(), A1, FakeEngine(V1.path), LORA_REFUSED),
+        (Lora(), A1, CapableFakeEngine(V1.path, lora=False), LORA_REFUSED),
+    ],
+    ids=["in_place-lacking", "in_place-disabled", "lora-lacking", "lora-disabled"],
+)
+def test_a_strategy_is_refused_on_an_engine_without_its_capability_before_anything_happens(
+    unit: Strategy, target: WeightsRef, engine: FakeEngine, refused: tuple[str, str, str]
+) -> None:
+    error_type, field, message = refused
     with pytest.raises(ServiceError) as exc:
-        Lora().check(engine)
-    assert refusal(exc) == (422, "lora_unsupported", "kind") and "LoRA swaps need" in exc.value.message
+        unit.check(engine)
+    assert refusal(exc) == (422, error_type, field) and exc.value.message.startswith(message)
 
     host = FakeHost()
 
-    async def scenario() -> None:
-        await Lora().run(host, job(await serving(engine), A1))
-
-    with pytest.raises(ServiceError) as exc:
-        run(scenario())
-    assert exc.value.type == "lora_unsupported" and host.log == [] and engine.calls == []
+    exc = refused_swap(unit, host, engine, target)
+    assert refusal(exc) == (422, error_type, field) and host.log == [] and engine.calls == [] and host.switched == []
 
 
 # ----------------------------------------------------------------------------- reuse
@@ -396,11 +373,6 @@ def test_reuse_goes_back_to_the_base_weights_on_the_same_engine_and_unloads_the_
 def test_reuse_refuses_when_the_warm_up_fails_and_keeps_the_adapter() -> None:
     host = FakeHost(bad_output={V1.path})
     engine = host.engine()
-
-    async def scenario() -> None:
-        await Reuse().run(host, job(await serving_adapter(engine), V1))
-
-    with pytest.raises(ServiceError) as exc:
-        run(scenario())
+    exc = refused_swap(Reuse(), host, engine, V1, adapter=True)
     assert refusal(exc) == (422, "warmup_failed", None) and "injected failure" in exc.value.message
     assert host.switched == [] and engine.adapters == {"planner-a1-1": A1.path} and engine.state is EngineState.READY

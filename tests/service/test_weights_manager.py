@@ -31,12 +31,13 @@ class FakeFactory:
 
     kind = "vllm"
 
-    def __init__(self, **capabilities: bool) -> None:
-        self.capabilities = capabilities
+    def __init__(self, lora: bool = True, in_place: bool = True) -> None:
+        self.lora = lora
+        self.in_place = in_place
         self.built: list[CapableFakeEngine] = []
 
     def __call__(self, weights: WeightsRef) -> CapableFakeEngine:
-        engine = CapableFakeEngine(weights.path, **self.capabilities)
+        engine = CapableFakeEngine(weights.path, lora=self.lora, in_place=self.in_place)
         self.built.append(engine)
         return engine
 
