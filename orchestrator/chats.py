@@ -18,18 +18,11 @@ from orchestrator.settings import Settings
 from orchestrator.store import ChatStore, IndexConflict, NotInStatus, StoredChat
 from orchestrator.supervisor import Supervisor
 from umi.format.observations import cut_observation
+from umi.http_errors import HttpError
 
 
-class ApiError(Exception):
-    """An error answer: ``{"error": {"type", "message", "field"}}`` with this status."""
-
-    def __init__(self, status: int, type: str, message: str, field: str | None = None, headers: dict[str, str] | None = None):
-        super().__init__(message)
-        self.status = status
-        self.type = type
-        self.message = message
-        self.field = field
-        self.headers = headers
+# An error answer ``{"error": {"type", "message", "field"}}`` with its status (umi.http_errors).
+ApiError = HttpError
 
 
 @dataclass(frozen=True)
@@ -79,7 +72,7 @@ class Chats:
                 raise ApiError(
                     422, "invalid_request",
                     f"tools {seen[tool.model_name]} and {i} have the same name as the models see it "
-                    f"({tool.model_name!r}, the last 64 characters)", f"tools.{i}.function.name",
+                    f"({tool.model_name!r}, the last 64 characters)", f"tools[{i}].function.name",
                 )  # fmt: skip
             seen[tool.model_name] = i
 
@@ -178,7 +171,7 @@ class Chats:
         given: dict[str, str] = {}
         for i, out in enumerate(body.outputs):
             if out.tool_call_id not in pending:
-                raise ApiError(422, "invalid_request", f"no pending tool call {out.tool_call_id!r}", f"outputs.{i}.tool_call_id")
+                raise ApiError(422, "invalid_request", f"no pending tool call {out.tool_call_id!r}", f"outputs[{i}].tool_call_id")
             given[out.tool_call_id] = out.output
         missing = [i for i in pending if i not in given]
         if missing:

@@ -10,6 +10,7 @@ from umi.engines.base import (
     Completion,
     CompletionParams,
     Engine,
+    EngineError,
     EngineInfo,
     EngineOptions,
     EngineRequestError,
@@ -24,7 +25,7 @@ from umi.engines.transformers_serve import TransformersEngine
 from umi.engines.vllm_serve import VllmEngine, VllmFlags
 
 __all__ = [
-    "ENGINE_STATES", "Completion", "CompletionParams", "Engine", "EngineInfo", "EngineOptions",
+    "ENGINE_STATES", "Completion", "CompletionParams", "Engine", "EngineError", "EngineInfo", "EngineOptions",
     "EngineRequestError", "EngineStartError", "EngineState", "EngineUnavailable", "LaunchSpec",
     "StreamEvent", "SupervisedEngine", "TextDelta", "TransformersEngine", "UrlEngine", "VllmEngine",
     "VllmFlags",

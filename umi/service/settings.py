@@ -80,6 +80,7 @@ class ServiceSettings(BaseSettings):
     engine_start_timeout_s: float = Field(900.0, gt=0, description="engine start until /health answers 200")
     engine_stop_grace_s: float = Field(15.0, gt=0, description="SIGTERM to SIGKILL")
     request_timeout_s: float = Field(300.0, gt=0, description="one generation at most")
+    max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="largest request body; 413 above")
     health_interval_s: float = Field(2.0, gt=0, description="engine health probe period")
     health_failures: int = Field(3, ge=1, description="failed probes in a row before the engine counts as dead")
     restart_backoff_s: float = Field(1.0, ge=0, description="first restart delay; doubles up to 30 s")
