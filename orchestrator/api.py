@@ -41,6 +41,7 @@ from umi.sse import MEDIA_TYPE, encode_event
 log = logging.getLogger("umi.orchestrator")
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 _KEEPALIVE = b": keepalive\n\n"
+_CHAT_ERRORS = error_responses(401, 404, 422, 500, 503)  # a chat's routes: key, chat, Redis
 
 
 class Orchestrator:
@@ -126,7 +127,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         doc = await o.chats.wait(chat_id)
         return Response(doc.model_dump_json(), media_type="application/json")
 
-    @app.get("/chat/{chat_id}", response_model=ChatDoc, responses=error_responses(401, 404, 422, 500, 503))
+    @app.get("/chat/{chat_id}", response_model=ChatDoc, responses=_CHAT_ERRORS)
     async def get_chat(chat_id: str, request: Request) -> Response:
         doc = await orch(request).chats.get(chat_id, principal(request))
         return Response(doc.model_dump_json(), media_type="application/json")
@@ -144,7 +145,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         doc = await o.chats.wait(chat_id)
         return Response(doc.model_dump_json(), media_type="application/json")
 
-    @app.get("/chat/{chat_id}/events", responses=error_responses(401, 404, 422, 500, 503))
+    @app.get("/chat/{chat_id}/events", responses=_CHAT_ERRORS)
     async def chat_events(
         chat_id: str, request: Request, last_event_id: str | None = Header(default=None)
     ) -> StreamingResponse:
@@ -157,7 +158,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             after = int(last_event_id)
         return sse(o.chats.follow(chat_id, after=after))
 
-    @app.delete("/chat/{chat_id}", status_code=204, responses=error_responses(401, 404, 422, 500, 503))
+    @app.delete("/chat/{chat_id}", status_code=204, responses=_CHAT_ERRORS)
     async def delete_chat(chat_id: str, request: Request) -> Response:
         await orch(request).chats.delete(chat_id, principal(request))
         return Response(status_code=204)
@@ -166,7 +167,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def health() -> dict[str, Any]:
         return {"status": "ok", "pid": os.getpid()}
 
-    @app.get("/ready", responses=error_responses(500, 503, descriptions={503: "Redis is unavailable: the error, status and redis"}))
+    @app.get("/ready", responses=error_responses(500, 503, descriptions={503: "Redis is unavailable: error, status, redis"}))
     async def ready(request: Request) -> JSONResponse:
         o = orch(request)
         try:

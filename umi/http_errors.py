@@ -24,7 +24,7 @@ Answers every app gets from :func:`install_error_handlers` and :class:`BodyLimit
     422  invalid_request     the first validation error (``field`` its path; ``(and N more)``), or a
                              body that is not valid JSON (``field: null``; the message says where
                              the JSON broke: ``line 1 column 27 (char 26)``)
-    500  internal_error      an unexpected exception (logged with its traceback)
+    500  internal_error      an unexpected exception (its class only; the log has the traceback)
 
 An app raises :class:`HttpError` for its own answers, and maps its own exception families
 (Redis, engines) onto it with ``translate``. Each route declares what it may answer with
@@ -187,7 +187,7 @@ def install_error_handlers(
 
     async def _internal(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return answer(request, HttpError(500, "internal_error", f"{type(exc).__name__}: {exc}"))
+        return answer(request, HttpError(500, "internal_error", f"unexpected {type(exc).__name__}; the server log has the details"))
 
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(StarletteHTTPException, _http)
