@@ -17,7 +17,7 @@ from tests.support.fake_engine import CapableFakeEngine, FakeEngine
 
 from umi.engines import CompletionParams, Engine, EngineState, EngineUnavailable
 from umi.service.deployment import Deployment
-from umi.service.errors import ServiceError
+from umi.http_errors import HttpError
 from umi.service.strategies import STRATEGIES, BlueGreen, InPlace, Lora, Reuse, Strategy, SwapJob, Switched
 from umi.service.weights import WeightsRef
 
@@ -110,19 +110,19 @@ def job(current: Deployment, target: WeightsRef, tokenizer: str | None = None, d
     return SwapJob(current, target, tokenizer, drain_timeout_s)
 
 
-def refusal(exc: pytest.ExceptionInfo[ServiceError]) -> tuple[int, str, str | None]:
+def refusal(exc: pytest.ExceptionInfo[HttpError]) -> tuple[int, str, str | None]:
     return exc.value.status, exc.value.type, exc.value.field
 
 
 def refused_swap(unit: Strategy, host: FakeHost, engine: FakeEngine, target: WeightsRef, *, adapter: bool = False,
-                 tokenizer: str | None = None) -> pytest.ExceptionInfo[ServiceError]:
+                 tokenizer: str | None = None) -> pytest.ExceptionInfo[HttpError]:
     """Run ``unit`` from ``engine`` serving V1 (or the adapter A1 on it) to ``target``; it must refuse."""
 
     async def scenario() -> None:
         current = await (serving_adapter(engine) if adapter else serving(engine))  # type: ignore[arg-type]
         await unit.run(host, job(current, target, tokenizer))
 
-    with pytest.raises(ServiceError) as exc:
+    with pytest.raises(HttpError) as exc:
         run(scenario())
     return exc
 
@@ -214,7 +214,7 @@ def test_in_place_refuses_with_409_when_requests_do_not_drain_and_changes_nothin
     async def scenario() -> Deployment:
         current = await serving(engine)
         current.enter()  # a request that runs past the drain timeout
-        with pytest.raises(ServiceError) as exc:
+        with pytest.raises(HttpError) as exc:
             await InPlace().run(host, job(current, V2, drain_timeout_s=0.01))
         assert refusal(exc) == (409, "drain_timeout", None) and "1 requests were still running" in exc.value.message
         return current
@@ -255,7 +255,7 @@ def test_in_place_restarts_the_engine_on_the_old_weights_when_reloading_them_fai
         host.broken.add(V1.path)  # the old weights do not load again either
         await InPlace().run(host, job(current, V2))
 
-    with pytest.raises(ServiceError) as exc:
+    with pytest.raises(HttpError) as exc:
         run(scenario())
     assert refusal(exc) == (422, "weights_load_failed", "path")
     assert engine.calls == [("reload_weights", V2.path), ("reload_weights", V1.path), ("restart_on", V1.path)]
@@ -340,7 +340,7 @@ def test_a_strategy_is_refused_on_an_engine_without_its_capability_before_anythi
     unit: Strategy, target: WeightsRef, engine: FakeEngine, refused: tuple[str, str, str]
 ) -> None:
     error_type, field, message = refused
-    with pytest.raises(ServiceError) as exc:
+    with pytest.raises(HttpError) as exc:
         unit.check(engine)
     assert refusal(exc) == (422, error_type, field) and exc.value.message.startswith(message)
 

@@ -17,7 +17,7 @@ from tests.support.fake_engine import CapableFakeEngine
 
 from umi.engines import CompletionParams
 from umi.service.deployment import Deployment
-from umi.service.errors import ServiceError
+from umi.http_errors import HttpError
 from umi.service.metrics import ServiceMetrics
 from umi.service.settings import ServiceSettings
 from umi.service.swap import WeightsManager
@@ -105,10 +105,10 @@ def test_the_manager_refuses_a_swap_the_engine_has_no_capability_for_before_anyt
     adapter = weights_dir(tmp_path, "a1", "adapter_config.json")
     v2 = weights_dir(tmp_path, "v2")
 
-    async def scenario(manager: WeightsManager) -> list[ServiceError]:
+    async def scenario(manager: WeightsManager) -> list[HttpError]:
         refused = []
         for kwargs in ({"path": adapter, "kind": "lora"}, {"path": v2, "strategy": "in_place"}):
-            with pytest.raises(ServiceError) as exc:
+            with pytest.raises(HttpError) as exc:
                 await manager.swap(**kwargs)  # type: ignore[arg-type]
             refused.append(exc.value)
         return refused

@@ -13,6 +13,7 @@ from umi.engines.base import (
     Completion,
     CompletionParams,
     Engine,
+    EngineError,
     EngineInfo,
     EngineOptions,
     EngineRequestError,
@@ -31,7 +32,7 @@ from umi.engines.transformers_serve import TransformersEngine
 from umi.engines.vllm_serve import VllmEngine, VllmFlags
 
 __all__ = [
-    "ENGINE_STATES", "Completion", "CompletionParams", "Engine", "EngineInfo", "EngineOptions",
+    "ENGINE_STATES", "Completion", "CompletionParams", "Engine", "EngineError", "EngineInfo", "EngineOptions",
     "EngineRequestError", "EngineStartError", "EngineState", "EngineUnavailable", "InPlaceReload", "LaunchSpec",
     "LoraAdapters", "Restartable", "StreamEvent", "SupervisedEngine", "TextDelta", "TransformersEngine", "UrlEngine",
     "VllmEngine", "VllmFlags", "build_engine",

@@ -76,7 +76,11 @@ class TextDelta:
 StreamEvent = TextDelta | Completion
 
 
-class EngineUnavailable(Exception):
+class EngineError(Exception):
+    """Every error an engine raises (a role service answers it with ``umi.http_errors.ErrorBody``)."""
+
+
+class EngineUnavailable(EngineError):
     """The engine cannot take the request now (starting, restarting, unreachable): retry later."""
 
     def __init__(self, message: str, retry_after_s: int) -> None:
@@ -84,7 +88,7 @@ class EngineUnavailable(Exception):
         self.retry_after_s = max(1, retry_after_s)
 
 
-class EngineRequestError(Exception):
+class EngineRequestError(EngineError):
     """The engine answered the request with an error (a bad model name, an internal error)."""
 
     def __init__(self, message: str, status: int) -> None:
@@ -92,7 +96,7 @@ class EngineRequestError(Exception):
         self.status = status
 
 
-class EngineStartError(Exception):
+class EngineStartError(EngineError):
     """The engine did not come up healthy; the message carries the tail of its log."""
 
 

@@ -12,7 +12,7 @@
     engine_factory.py  the configured engine kind for given weights
     admin.py           /admin/weights
     metrics.py         Prometheus metrics in a per-app registry
-    errors.py          {"error": {type, message, field}} answers
+    errors.py          engine errors as umi.http_errors answers; error metrics
     entry.py           `umi serve ROLE` and `python -m services.ROLE`
 """
 

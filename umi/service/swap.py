@@ -38,7 +38,7 @@ from umi.engines import Engine, EngineState, EngineUnavailable
 from umi.roleapi import ModelInfo
 from umi.service.deployment import Deployment
 from umi.service.engine_factory import EngineFactory
-from umi.service.errors import ServiceError
+from umi.http_errors import HttpError
 from umi.service.metrics import ServiceMetrics
 from umi.service.prompt_fit import PromptFitter
 from umi.service.settings import ServiceSettings, SwapStrategy
@@ -232,7 +232,7 @@ class WeightsManager:
                 check_weights_path(path, kind)
             except WeightsProblem as exc:
                 self.metrics.swaps.labels(self.role, self._requested(kind, strategy), "refused").inc()
-                raise ServiceError(422, "weights_not_found", str(exc), field="path") from None
+                raise HttpError(422, "weights_not_found", str(exc), field="path") from None
             target = weights_ref(path, kind, name, version, engine_url)
             report = await self._apply(current, target, self._strategy_for(current, target, strategy), tokenizer, drain_timeout_s)
             self.history.append(current.weights)
@@ -243,7 +243,7 @@ class WeightsManager:
         async with self._exclusive():
             current = self._require_current()
             if not self.history:
-                raise ServiceError(409, "no_previous_weights", "there are no previous weights to roll back to")
+                raise HttpError(409, "no_previous_weights", "there are no previous weights to roll back to")
             target = self.history.pop()
             try:
                 report = await self._apply(current, target, self._strategy_for(current, target, None), None, drain_timeout_s)
@@ -258,13 +258,13 @@ class WeightsManager:
         if self._lock.locked():
             target = self.progress.target if self.progress else None
             what = f" (to {target.name} {target.version})" if target else ""
-            raise ServiceError(409, "swap_in_progress", f"another weight swap is in progress{what}; try again when it ends")
+            raise HttpError(409, "swap_in_progress", f"another weight swap is in progress{what}; try again when it ends")
         async with self._lock:
             yield
 
     def _require_current(self) -> Deployment:
         if self.current is None:
-            raise ServiceError(503, "engine_unavailable", "the service is still starting", headers={"Retry-After": str(self.retry_after_s())})
+            raise HttpError(503, "engine_unavailable", "the service is still starting", headers={"Retry-After": str(self.retry_after_s())})
         return self.current
 
     def _requested(self, kind: WeightsKind, strategy: SwapStrategy | None) -> StrategyName:
@@ -273,7 +273,7 @@ class WeightsManager:
     def _check_request(self, current: Deployment, kind: WeightsKind, strategy: SwapStrategy | None, engine_url: str | None) -> None:
         engine_kind = self.factory.kind
         if engine_url and engine_kind != "url":
-            raise ServiceError(422, "invalid_request", f"engine_url is for the url engine; this service runs {engine_kind}", "engine_url")
+            raise HttpError(422, "invalid_request", f"engine_url is for the url engine; this service runs {engine_kind}", "engine_url")
         STRATEGIES[self._requested(kind, strategy)].check(current.engine)
 
     def _strategy_for(self, current: Deployment, target: WeightsRef, requested: SwapStrategy | None) -> StrategyName:
@@ -301,7 +301,7 @@ class WeightsManager:
         try:
             try:
                 switched = await unit.run(self, job)
-            except ServiceError:
+            except HttpError:
                 self.metrics.swaps.labels(self.role, strategy, "refused").inc()
                 raise
             new, ready_at, switched_at = switched.new, switched.ready_at_s, switched.switched_at_s

@@ -3,7 +3,7 @@ strategies share (loading the new tokenizer, the warm-up gate, unloading an old 
 
 A strategy makes the target weights serve (:meth:`Strategy.run`), then, after the manager has
 drained the old deployment, frees what only the old weights used (:meth:`Strategy.release`).
-Whatever fails in ``run`` raises :class:`ServiceError` (the swap is refused) after the strategy has
+Whatever fails in ``run`` raises :class:`HttpError` (the swap is refused) after the strategy has
 undone its own work: the old weights keep serving and nothing in flight is touched.
 """
 
@@ -19,7 +19,7 @@ from typing import ClassVar, Literal, Protocol
 
 from umi.engines import Engine, EngineRequestError, EngineUnavailable, LoraAdapters
 from umi.service.deployment import Deployment
-from umi.service.errors import ServiceError
+from umi.http_errors import HttpError
 from umi.service.prompt_fit import PromptFitter
 from umi.service.weights import WeightsRef
 
@@ -78,11 +78,11 @@ class Strategy(ABC):
     name: ClassVar[StrategyName]
 
     def check(self, engine: Engine) -> None:
-        """Refuse at once (:class:`ServiceError` 422 naming the capability) what ``engine`` cannot do."""
+        """Refuse at once (:class:`HttpError` 422 naming the capability) what ``engine`` cannot do."""
 
     @abstractmethod
     async def run(self, host: SwapHost, job: SwapJob) -> Switched:
-        """Make ``job.target`` serve, or raise :class:`ServiceError` with the old weights serving."""
+        """Make ``job.target`` serve, or raise :class:`HttpError` with the old weights serving."""
 
     async def release(self, host: SwapHost, old: Deployment, new: Deployment) -> None:
         """After the drain: free what only ``old`` used (here: its LoRA adapter, on the same engine)."""
@@ -108,13 +108,13 @@ class PrepareThenSwitch(Strategy):
 
     @abstractmethod
     async def prepare(self, host: SwapHost, job: SwapJob) -> Deployment:
-        """The new deployment, loaded and warmed up; on failure undo, then raise :class:`ServiceError`."""
+        """The new deployment, loaded and warmed up; on failure undo, then raise :class:`HttpError`."""
 
 
 async def target_fitter(host: SwapHost, job: SwapJob) -> PromptFitter:
     """The tokenizer of the new weights (an adapter keeps the current one unless ``job.tokenizer``).
 
-    Raises :class:`ServiceError` 422 ``weights_load_failed`` on ``tokenizer`` or ``path``.
+    Raises :class:`HttpError` 422 ``weights_load_failed`` on ``tokenizer`` or ``path``.
     """
     current, target, tokenizer = job.current, job.target, job.tokenizer
     if target.kind == "lora" and tokenizer is None:
@@ -123,16 +123,16 @@ async def target_fitter(host: SwapHost, job: SwapJob) -> PromptFitter:
     try:
         return await host.load_fitter(tokenizer or target.path, target.path if target.kind == "full" else current.base.path)
     except Exception as exc:  # noqa: BLE001 - any loader failure refuses the swap
-        raise ServiceError(
+        raise HttpError(
             422, "weights_load_failed", f"the tokenizer of {tokenizer or target.path} does not load: {exc}",
             "tokenizer" if tokenizer else "path",
         ) from None
 
 
 async def warm(host: SwapHost, deployment: Deployment) -> None:
-    """The gate before a switch. Raises :class:`ServiceError` 422 ``warmup_failed``."""
+    """The gate before a switch. Raises :class:`HttpError` 422 ``warmup_failed``."""
     host.phase("warming up")
     try:
         await host.warm_up(deployment)
     except Exception as exc:  # noqa: BLE001 - whatever fails the warm-up refuses the swap
-        raise ServiceError(422, "warmup_failed", f"the warm-up generation on the new weights failed: {exc}") from None
+        raise HttpError(422, "warmup_failed", f"the warm-up generation on the new weights failed: {exc}") from None

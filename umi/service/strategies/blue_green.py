@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from umi.engines import EngineStartError
 from umi.service.deployment import Deployment
-from umi.service.errors import ServiceError
+from umi.http_errors import HttpError
 from umi.service.strategies.base import PrepareThenSwitch, SwapHost, SwapJob, target_fitter, warm
 
 
@@ -27,7 +27,7 @@ class BlueGreen(PrepareThenSwitch):
             try:
                 await engine.start()
             except EngineStartError as exc:
-                raise ServiceError(422, "weights_load_failed", f"the new engine did not start on {target.path}: {exc}", "path") from None
+                raise HttpError(422, "weights_load_failed", f"the new engine did not start on {target.path}: {exc}", "path") from None
             await warm(host, new)
         except BaseException:
             await host.stop_engine(engine)

@@ -15,17 +15,17 @@ import time
 
 from umi.engines import Engine, EngineRequestError, EngineUnavailable, InPlaceReload, Restartable
 from umi.service.deployment import Deployment
-from umi.service.errors import ServiceError
+from umi.http_errors import HttpError
 from umi.service.strategies.base import Strategy, SwapHost, SwapJob, Switched, target_fitter, warm
 
 log = logging.getLogger("umi.service")
 
 
 def in_place_reload(engine: Engine) -> InPlaceReload:
-    """``engine`` as an in-place reloader; raises :class:`ServiceError` 422 ``in_place_unsupported`` (field ``strategy``)."""
+    """``engine`` as an in-place reloader; raises :class:`HttpError` 422 ``in_place_unsupported`` (field ``strategy``)."""
     if isinstance(engine, InPlaceReload) and engine.supports_in_place:
         return engine
-    raise ServiceError(
+    raise HttpError(
         422, "in_place_unsupported", "in-place swaps need the vllm engine with UMI_ENABLE_SLEEP_MODE=true", "strategy"
     )
 
@@ -45,7 +45,7 @@ class InPlace(Strategy):
         host.phase("pausing")
         with host.pause():  # new requests queue from here
             if not await current.drained(job.drain_timeout_s):
-                raise ServiceError(
+                raise HttpError(
                     409, "drain_timeout",
                     f"{current.in_flight} requests were still running after {job.drain_timeout_s:.0f}s; the weights were not replaced",
                 )
@@ -54,11 +54,11 @@ class InPlace(Strategy):
             try:
                 await reloader.reload_weights(target.path)
                 await warm(host, new)
-            except (EngineRequestError, EngineUnavailable, ServiceError) as exc:
+            except (EngineRequestError, EngineUnavailable, HttpError) as exc:
                 await restore(host, reloader, current)
-                if isinstance(exc, ServiceError):
+                if isinstance(exc, HttpError):
                     raise
-                raise ServiceError(422, "weights_load_failed", f"the engine did not reload {target.path}: {exc}", "path") from None
+                raise HttpError(422, "weights_load_failed", f"the engine did not reload {target.path}: {exc}", "path") from None
             ready_at_s = time.perf_counter()
             host.switch(new)
             return Switched(new, ready_at_s, time.perf_counter())

@@ -13,15 +13,15 @@ import contextlib
 
 from umi.engines import Engine, EngineRequestError, LoraAdapters
 from umi.service.deployment import Deployment
-from umi.service.errors import ServiceError
+from umi.http_errors import HttpError
 from umi.service.strategies.base import PrepareThenSwitch, SwapHost, SwapJob, target_fitter, warm
 
 
 def lora_adapters(engine: Engine) -> LoraAdapters:
-    """``engine`` as a LoRA loader; raises :class:`ServiceError` 422 ``lora_unsupported`` (field ``kind``)."""
+    """``engine`` as a LoRA loader; raises :class:`HttpError` 422 ``lora_unsupported`` (field ``kind``)."""
     if isinstance(engine, LoraAdapters) and engine.supports_lora:
         return engine
-    raise ServiceError(422, "lora_unsupported", "LoRA swaps need the vllm engine with UMI_ENABLE_LORA=true", "kind")
+    raise HttpError(422, "lora_unsupported", "LoRA swaps need the vllm engine with UMI_ENABLE_LORA=true", "kind")
 
 
 class Lora(PrepareThenSwitch):
@@ -40,7 +40,7 @@ class Lora(PrepareThenSwitch):
         try:
             await adapters.load_lora(name, target.path)
         except EngineRequestError as exc:
-            raise ServiceError(422, "weights_load_failed", f"the adapter {target.path} does not load: {exc}", "path") from None
+            raise HttpError(422, "weights_load_failed", f"the adapter {target.path} does not load: {exc}", "path") from None
         new = Deployment(current.engine, target, current.base, fitter, name, adapter=name)
         try:
             await warm(host, new)
