@@ -1,42 +1,50 @@
 """The orchestrator: POST /chat runs plan -> call -> observe -> summarize over HTTP.
 
-``umi serve orchestrator --host H --port P [--log-level L]`` runs one stateless process; run as
-many as needed against one Redis. See docs/orchestrator.md.
+``umi serve orchestrator [--host H] [--port P] [--workers N] [flags]`` runs one stateless
+process (or N sharing the port); run as many as needed against one Redis. Flags are the UMI_*
+settings in kebab case (``--redis-url``, ``--planner-url``, ...; docs/configuration.md). See
+docs/orchestrator.md.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from umi.settings_cli import SettingsParser
 
 
-def serve(host: str = "127.0.0.1", port: int = 8000, extra_args: Sequence[str] | None = None) -> None:
+def serve_parser() -> SettingsParser:
+    """The flags of ``umi serve orchestrator``: ``--host``, ``--port``, ``--workers`` and every setting."""
+    from orchestrator.settings import Settings
+    from umi.settings_cli import settings_parser
+
+    parser = settings_parser(Settings, "umi serve orchestrator", port=8000, description="Run the orchestrator.")
+    parser.add_argument(
+        "--workers", type=int, default=1,
+        help="processes sharing the port, each a full, stateless orchestrator [default: 1]",
+    )  # fmt: skip
+    return parser
+
+
+def serve(argv: Sequence[str] = ()) -> None:
     import uvicorn
 
     from orchestrator.api import create_app
     from orchestrator.logs import configure
-    from orchestrator.settings import Settings
+    from umi.settings_cli import parse_or_exit
 
-    parser = argparse.ArgumentParser(prog="umi serve orchestrator")
-    # `umi serve NAME --host H --port P`: umi.cli's REMAINDER hands options after NAME to us.
-    parser.add_argument("--host", default=host)
-    parser.add_argument("--port", type=int, default=port)
-    parser.add_argument("--log-level", default=None, help="overrides UMI_LOG_LEVEL")
-    parser.add_argument(
-        "--workers", type=int, default=1,
-        help="processes sharing the port (each a full, stateless orchestrator; default 1)",
-    )  # fmt: skip
-    args = parser.parse_args(list(extra_args or []))
-    settings = Settings()
-    level = args.log_level or settings.log_level
-    configure(level)
+    parser = serve_parser()
+    args, settings = parse_or_exit(parser, argv)
+    configure(settings.log_level)
     common = {
-        "host": args.host, "port": args.port, "log_config": None, "log_level": level.lower(),
+        "host": args.host, "port": args.port, "log_config": None, "log_level": settings.log_level.lower(),
         "access_log": False, "timeout_graceful_shutdown": 5,
     }  # fmt: skip
     if args.workers > 1:  # each worker process builds its own app (and logs) from the environment
-        os.environ["UMI_LOG_LEVEL"] = level
+        os.environ.update(parser.environment(args))
         uvicorn.run("orchestrator.api:create_worker_app", factory=True, workers=args.workers, **common)
     else:
         uvicorn.run(create_app(settings), **common)

@@ -6,101 +6,72 @@
     GET    /chat/{chat_id}/events         SSE of the chat's steps; resumable with Last-Event-ID
     DELETE /chat/{chat_id}
     GET    /health  /ready  /metrics
+
+Every non-2xx answer is ``{"error": {"type", "message", "field"}}`` (``umi.http_errors``; field
+paths like ``tools[0].function.name``); OpenAPI declares each route's error statuses.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Header, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
-from orchestrator.chats import ApiError, Chats, Principal
+from orchestrator.chats import Chats, Principal
 from orchestrator.events import FOLLOW_POLL_S, EventHub, Out
 from orchestrator.logs import configure, install_context_filter
 from orchestrator.loop import ChatLoop
 from orchestrator.metrics import Metrics
 from orchestrator.models import ChatDoc, ChatRequest, ToolOutputsRequest
-from orchestrator.roles import RoleClient
+from orchestrator.roles import HttpRoleClient, RoleClient
 from orchestrator.settings import Settings
-from orchestrator.store import ChatStore, StoreUnavailable, connect
+from orchestrator.store import ChatStore, RedisChatStore, StoreUnavailable, connect
 from orchestrator.supervisor import Supervisor, process_owner
 from orchestrator.tools import ToolRunner
+from umi.http_errors import BodyLimit, HttpError, error_body, error_responses, install_error_handlers
 from umi.sse import MEDIA_TYPE, encode_event
 
-ASGIApp = Callable[[dict[str, Any], Callable[[], Awaitable[dict[str, Any]]], Callable[[dict[str, Any]], Awaitable[None]]], Awaitable[None]]
 log = logging.getLogger("umi.orchestrator")
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 _KEEPALIVE = b": keepalive\n\n"
+_CHAT_ERRORS = error_responses(401, 404, 422, 500, 503)  # a chat's routes: key, chat, Redis
 
 
-def error_response(status: int, type: str, message: str, field: str | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"type": type, "message": message, "field": field}}, status_code=status, headers=headers)
+StoreFactory = Callable[[Settings, Metrics], ChatStore]
+"""Builds the chat store of one orchestrator process (inside its event loop)."""
+RoleClientFactory = Callable[[Settings, Metrics], RoleClient]
+"""Builds the role client of one orchestrator process (inside its event loop)."""
 
 
-class BodyLimit:
-    """413 for a request body over the limit, by Content-Length or while it streams in.
-
-    A streamed body over the limit gets the 413 at once; the app then sees the client gone
-    and whatever it still sends is dropped.
-    """
-
-    def __init__(self, app: ASGIApp, max_bytes: int):
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        for name, value in scope.get("headers", []):
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                return await self._refuse(scope, receive, send)
-        seen, refused = 0, False
-
-        async def limited_receive() -> dict[str, Any]:
-            nonlocal seen, refused
-            if refused:
-                return {"type": "http.disconnect"}
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.max_bytes:
-                refused = True
-                await self._refuse(scope, receive, send)
-                return {"type": "http.disconnect"}
-            return message
-
-        async def guarded_send(message: dict[str, Any]) -> None:
-            if not refused:
-                await send(message)
-
-        await self.app(scope, limited_receive, guarded_send)
-
-    async def _refuse(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        message = f"the request body is over {self.max_bytes} bytes"
-        await error_response(413, "limit", message, "body")(scope, receive, send)
+def redis_store(settings: Settings, metrics: Metrics) -> RedisChatStore:
+    """The production chat store: Redis at ``UMI_REDIS_URL``, with a second pool for SSE followers."""
+    redis = connect(settings.redis_url, settings.redis_timeout_s, settings.redis_max_connections)
+    blocking = connect(settings.redis_url, settings.redis_timeout_s + FOLLOW_POLL_S, settings.redis_max_connections)
+    return RedisChatStore(redis, settings.key_prefix, settings.chat_ttl_s, settings.lease_ttl_s, metrics, blocking=blocking)
 
 
 class Orchestrator:
-    """Everything one process holds, built at startup and closed at shutdown."""
+    """Everything one process holds, built at startup and closed at shutdown.
 
-    def __init__(self, settings: Settings):
+    ``store`` and ``roles`` build the chat store and the role client (default: Redis and HTTP);
+    tests pass in-process ones."""
+
+    def __init__(
+        self, settings: Settings, store: StoreFactory = redis_store, roles: RoleClientFactory = HttpRoleClient
+    ):
         self.settings = settings
         self.metrics = Metrics()
         self.hub = EventHub()
         self.owner = process_owner()
-        redis = connect(settings.redis_url, settings.redis_timeout_s, settings.redis_max_connections)
-        blocking = connect(settings.redis_url, settings.redis_timeout_s + FOLLOW_POLL_S, settings.redis_max_connections)
-        self.store = ChatStore(
-            redis, settings.key_prefix, settings.chat_ttl_s, settings.lease_ttl_s, self.metrics, blocking=blocking
-        )
-        self.roles = RoleClient(settings, self.metrics)
+        self.store = store(settings, self.metrics)
+        self.roles = roles(settings, self.metrics)
         self.tools = ToolRunner(settings, self.metrics)
         self.loop = ChatLoop(settings, self.store, self.roles, self.tools, self.hub, self.metrics, self.owner)
         self.supervisor = Supervisor(settings, self.store, self.loop, self.hub, self.metrics)
@@ -119,18 +90,17 @@ def _bearer(authorization: str | None) -> str | None:
     return None
 
 
-def _field(loc: tuple[Any, ...]) -> str:
-    parts = [str(p) for p in loc]
-    return ".".join(parts[1:] if parts and parts[0] in ("body", "query", "path", "header") else parts)
-
-
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, store: StoreFactory = redis_store, roles: RoleClientFactory = HttpRoleClient
+) -> FastAPI:
+    """The orchestrator's app. ``store`` and ``roles`` choose the chat store and the role client
+    (built in the app's lifespan); the defaults are the production ones."""
     settings = settings or Settings()
     install_context_filter()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        orch = Orchestrator(settings)
+        orch = Orchestrator(settings, store=store, roles=roles)
         app.state.orch = orch
         orch.supervisor.start_background()
         try:
@@ -141,22 +111,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="umi-serve orchestrator", version="0.1.0", lifespan=lifespan)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
 
-    @app.exception_handler(ApiError)
-    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc.status, exc.type, exc.message, exc.field, exc.headers)
-
-    @app.exception_handler(StoreUnavailable)
-    async def _redis_down(request: Request, exc: StoreUnavailable) -> JSONResponse:
+    def store_down(exc: StoreUnavailable) -> HttpError:
         log.warning("answering 503: %s", exc)
         headers = {"Retry-After": str(settings.retry_after_s)}
-        return error_response(503, "unavailable", "the chat store (Redis) is unavailable; retry", None, headers)
+        return HttpError(503, "unavailable", "the chat store (Redis) is unavailable; retry", None, headers)
 
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = exc.errors()
-        first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
-        field = _field(tuple(first.get("loc", ())))
-        return error_response(422, "invalid_request", f"{field}: {first.get('msg')}" if field else str(first.get("msg")), field or None)
+    install_error_handlers(app, translate={StoreUnavailable: store_down})
 
     def orch(request: Request) -> Orchestrator:
         return request.app.state.orch
@@ -176,7 +136,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         return StreamingResponse(body(), media_type=MEDIA_TYPE, headers=_SSE_HEADERS)
 
-    @app.post("/chat", response_model=ChatDoc)
+    @app.post("/chat", response_model=ChatDoc, responses=error_responses(401, 409, 413, 422, 500, 503))
     async def create_chat(body: ChatRequest, request: Request) -> Response:
         o = orch(request)
         chat_id, sub = await o.chats.create(body, principal(request))
@@ -185,12 +145,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         doc = await o.chats.wait(chat_id)
         return Response(doc.model_dump_json(), media_type="application/json")
 
-    @app.get("/chat/{chat_id}", response_model=ChatDoc)
+    @app.get("/chat/{chat_id}", response_model=ChatDoc, responses=_CHAT_ERRORS)
     async def get_chat(chat_id: str, request: Request) -> Response:
         doc = await orch(request).chats.get(chat_id, principal(request))
         return Response(doc.model_dump_json(), media_type="application/json")
 
-    @app.post("/chat/{chat_id}/tool_outputs", response_model=ChatDoc)
+    @app.post(
+        "/chat/{chat_id}/tool_outputs", response_model=ChatDoc, responses=error_responses(401, 404, 409, 413, 422, 500, 503)
+    )
     async def tool_outputs(
         chat_id: str, body: ToolOutputsRequest, request: Request
     ) -> Response:
@@ -201,7 +163,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         doc = await o.chats.wait(chat_id)
         return Response(doc.model_dump_json(), media_type="application/json")
 
-    @app.get("/chat/{chat_id}/events")
+    @app.get("/chat/{chat_id}/events", responses=_CHAT_ERRORS)
     async def chat_events(
         chat_id: str, request: Request, last_event_id: str | None = Header(default=None)
     ) -> StreamingResponse:
@@ -210,36 +172,37 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         after = -1
         if last_event_id is not None:
             if not last_event_id.strip().lstrip("-").isdigit():
-                raise ApiError(422, "invalid_request", "Last-Event-ID must be a step index", "Last-Event-ID")
+                raise HttpError(422, "invalid_request", "Last-Event-ID must be a step index", "Last-Event-ID")
             after = int(last_event_id)
         return sse(o.chats.follow(chat_id, after=after))
 
-    @app.delete("/chat/{chat_id}", status_code=204)
+    @app.delete("/chat/{chat_id}", status_code=204, responses=_CHAT_ERRORS)
     async def delete_chat(chat_id: str, request: Request) -> Response:
         await orch(request).chats.delete(chat_id, principal(request))
         return Response(status_code=204)
 
-    @app.get("/health")
+    @app.get("/health", responses=error_responses(500))
     async def health() -> dict[str, Any]:
         return {"status": "ok", "pid": os.getpid()}
 
-    @app.get("/ready")
+    @app.get("/ready", responses=error_responses(500, 503, descriptions={503: "Redis is unavailable: error, status, redis"}))
     async def ready(request: Request) -> JSONResponse:
         o = orch(request)
         try:
             await o.store.ping()
         except StoreUnavailable as exc:
             return JSONResponse(
-                {"status": "unavailable", "redis": str(exc)}, status_code=503,
+                {**error_body("unavailable", f"the chat store (Redis) is unavailable: {exc}"),
+                 "status": "unavailable", "redis": str(exc)}, status_code=503,
                 headers={"Retry-After": str(settings.retry_after_s)},
             )  # fmt: skip
         mode = "single-model" if settings.single_model else "multi-llm"
         return JSONResponse({"status": "ready", "redis": "ok", "mode": mode, "roles": o.roles.urls_in_use()})
 
-    @app.get("/metrics")
+    @app.get("/metrics", responses=error_responses(401, 500))
     async def metrics(request: Request) -> Response:
         if settings.admin_token and not principal(request).admin:
-            raise ApiError(401, "unauthorized", "GET /metrics needs the admin token (UMI_ADMIN_TOKEN)")
+            raise HttpError(401, "unauthorized", "GET /metrics needs the admin token (UMI_ADMIN_TOKEN)")
         return Response(generate_latest(orch(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app

@@ -5,31 +5,22 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from orchestrator.events import EventHub, Out, Subscription, follow
-from orchestrator.loop import ChatState, observation_step
 from orchestrator.metrics import Metrics
 from orchestrator.models import ChatDoc, ChatRequest, ToolOutputsRequest
 from orchestrator.settings import Settings
-from orchestrator.store import ChatStore, IndexConflict, NotInStatus, StoredChat
+from orchestrator.state import ChatState, observation_step
+from orchestrator.store import ChatStore, IndexConflict, NewChat, NotInStatus, StoredChat
 from orchestrator.supervisor import Supervisor
 from umi.format.observations import cut_observation
+from umi.http_errors import HttpError
 
 
-class ApiError(Exception):
-    """An error answer: ``{"error": {"type", "message", "field"}}`` with this status."""
-
-    def __init__(self, status: int, type: str, message: str, field: str | None = None, headers: dict[str, str] | None = None):
-        super().__init__(message)
-        self.status = status
-        self.type = type
-        self.message = message
-        self.field = field
-        self.headers = headers
+# An error answer ``{"error": {"type", "message", "field"}}`` with its status (umi.http_errors).
 
 
 @dataclass(frozen=True)
@@ -47,14 +38,14 @@ class Principal:
             return cls(owner="")
         if token and any(hmac.compare_digest(token, key) for key in settings.api_key_list):
             return cls(owner=hashlib.sha256(token.encode()).hexdigest()[:16])
-        raise ApiError(401, "unauthorized", "a valid API key is required: Authorization: Bearer <key>")
+        raise HttpError(401, "unauthorized", "a valid API key is required: Authorization: Bearer <key>")
 
     def may_see(self, chat: StoredChat) -> bool:
-        return self.admin or chat.fields.get("owner", "") == self.owner
+        return self.admin or chat.owner == self.owner
 
 
-def not_found(chat_id: str) -> ApiError:
-    return ApiError(404, "not_found", f"chat {chat_id} does not exist")
+def not_found(chat_id: str) -> HttpError:
+    return HttpError(404, "not_found", f"chat {chat_id} does not exist")
 
 
 class Chats:
@@ -68,18 +59,18 @@ class Chats:
     def check_limits(self, request: ChatRequest) -> None:
         s = self.settings
         if len(request.query) > s.max_query_chars:
-            raise ApiError(422, "limit", f"query is {len(request.query)} characters; the limit is {s.max_query_chars}", "query")
+            raise HttpError(422, "limit", f"query is {len(request.query)} characters; the limit is {s.max_query_chars}", "query")
         if len(request.tools) > s.max_tools:
-            raise ApiError(422, "limit", f"{len(request.tools)} tools; the limit is {s.max_tools}", "tools")
+            raise HttpError(422, "limit", f"{len(request.tools)} tools; the limit is {s.max_tools}", "tools")
         if request.max_steps > s.max_steps_limit:
-            raise ApiError(422, "limit", f"max_steps is {request.max_steps}; the limit is {s.max_steps_limit}", "max_steps")
+            raise HttpError(422, "limit", f"max_steps is {request.max_steps}; the limit is {s.max_steps_limit}", "max_steps")
         seen: dict[str, int] = {}
         for i, tool in enumerate(request.tools):
             if tool.model_name in seen:
-                raise ApiError(
+                raise HttpError(
                     422, "invalid_request",
                     f"tools {seen[tool.model_name]} and {i} have the same name as the models see it "
-                    f"({tool.model_name!r}, the last 64 characters)", f"tools.{i}.function.name",
+                    f"({tool.model_name!r}, the last 64 characters)", f"tools[{i}].function.name",
                 )  # fmt: skip
             seen[tool.model_name] = i
 
@@ -102,15 +93,13 @@ class Chats:
         run = self.supervisor.start(state, token) if request.chat_id is None else None
         try:
             created = await self.store.create(
-                chat_id, self.supervisor.owner,
-                {"request": stored.model_dump_json(), "fingerprint": fingerprint,
-                 "metadata": json.dumps(request.metadata), "owner": who.owner},
-            )  # fmt: skip
+                chat_id, self.supervisor.owner, NewChat(request=stored, fingerprint=fingerprint, owner=who.owner)
+            )
             if not created.created:
                 if created.owner != who.owner and not who.admin:
-                    raise ApiError(409, "conflict", f"chat_id {chat_id} is already in use", "chat_id")
+                    raise HttpError(409, "conflict", f"chat_id {chat_id} is already in use", "chat_id")
                 if created.fingerprint != fingerprint:
-                    raise ApiError(
+                    raise HttpError(
                         409, "conflict", f"chat {chat_id} exists with another query, tools or max_steps", "chat_id"
                     )
         except BaseException:
@@ -173,16 +162,16 @@ class Chats:
     async def submit_tool_outputs(self, chat_id: str, body: ToolOutputsRequest, who: Principal) -> Subscription | None:
         chat = await self.load_visible(chat_id, who)
         if chat.status != "requires_action":
-            raise ApiError(409, "conflict", f"chat {chat_id} is {chat.status}, not waiting for tool outputs", "status")
-        pending = {p["tool_call_id"]: p for p in chat.json_field("pending", [])}
+            raise HttpError(409, "conflict", f"chat {chat_id} is {chat.status}, not waiting for tool outputs", "status")
+        pending = {p.tool_call_id: p for p in chat.pending}
         given: dict[str, str] = {}
         for i, out in enumerate(body.outputs):
             if out.tool_call_id not in pending:
-                raise ApiError(422, "invalid_request", f"no pending tool call {out.tool_call_id!r}", f"outputs.{i}.tool_call_id")
+                raise HttpError(422, "invalid_request", f"no pending tool call {out.tool_call_id!r}", f"outputs[{i}].tool_call_id")
             given[out.tool_call_id] = out.output
         missing = [i for i in pending if i not in given]
         if missing:
-            raise ApiError(422, "invalid_request", f"missing outputs for pending tool calls {missing}", "outputs")
+            raise HttpError(422, "invalid_request", f"missing outputs for pending tool calls {missing}", "outputs")
         callers = {s.tool_call_id: s for s in chat.steps if s.role == "caller"}
         steps = []
         for n, call_id in enumerate(pending):
@@ -195,7 +184,7 @@ class Chats:
             )
         except (NotInStatus, IndexConflict) as exc:
             self._close(sub)
-            raise ApiError(409, "conflict", f"chat {chat_id} changed meanwhile: {exc}", "status") from None
+            raise HttpError(409, "conflict", f"chat {chat_id} changed meanwhile: {exc}", "status") from None
         except BaseException:
             self._close(sub)
             raise

@@ -1,4 +1,5 @@
-"""The client of the role services (umi.roleapi): pooled, with bounded retries and streaming.
+"""The client of the role services (umi.roleapi): the typed ``RoleClient`` seam the loop uses, and
+``HttpRoleClient``, its HTTP implementation: pooled, with bounded retries and streaming.
 
 Retried: connection errors, timeouts, 408, 429 and 5xx (503's ``Retry-After`` is honoured up to
 the backoff cap). Not retried: other 4xx (the request is wrong and stays wrong) and a 2xx body
@@ -13,7 +14,8 @@ import json
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Literal, Protocol, TypeVar
 
 import aiohttp
 from pydantic import BaseModel, ValidationError
@@ -24,8 +26,42 @@ from umi.roleapi import BackboneResponse, CallResponse, PlanResponse, SummarizeR
 from umi.sse import iter_events
 
 R = TypeVar("R", bound=BaseModel)
+Role = Literal["planner", "caller", "summarizer", "backbone"]
 TokenSink = Callable[[str, int], Awaitable[None]]
 """Called with each generated delta and the attempt number (1, 2, ...)."""
+
+
+@dataclass(frozen=True)
+class RoleRequest:
+    """One role request (``umi.roleapi``'s PlanRequest, CallRequest, SummarizeRequest, StepRequest)."""
+
+    history: list[dict[str, str]]
+    """Typed turns (``{"role", "content"}``), the user's query first."""
+    tools_json: str | None = None
+    """The chat's tools as a JSON array, serialised once per chat; None for the summarizer."""
+    thought: str | None = None
+    """The caller only: the planner's turn the call follows."""
+
+
+class RoleClient(Protocol):
+    """What the agent loop asks of the role services. Each method answers that role's response
+    model or raises ``RoleError`` (after the implementation's own retries)."""
+
+    async def plan(self, request: RoleRequest, on_token: TokenSink | None = None) -> PlanResponse: ...
+
+    async def call(self, request: RoleRequest, on_token: TokenSink | None = None) -> CallResponse: ...
+
+    async def summarize(self, request: RoleRequest, on_token: TokenSink | None = None) -> SummarizeResponse: ...
+
+    async def step(self, request: RoleRequest, on_token: TokenSink | None = None) -> BackboneResponse:
+        """Single-model mode: the backbone's next step."""
+        ...
+
+    def urls_in_use(self) -> dict[str, str]:
+        """role -> where its requests go (shown by ``GET /ready``)."""
+        ...
+
+    async def aclose(self) -> None: ...
 
 _RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 _BACKOFF_CAP_S = 10.0
@@ -36,6 +72,8 @@ so that a request rarely meets a connection the server is closing."""
 
 
 class RoleError(Exception):
+    """A role request failed: ``kind`` is connection, timeout, stream, http_status or bad_response."""
+
     def __init__(self, role: str, kind: str, message: str, status_code: int | None = None, retry_after: float | None = None):
         super().__init__(message)
         self.role = role
@@ -89,11 +127,10 @@ async def _lines(stream: aiohttp.StreamReader) -> AsyncIterator[str]:
         yield pending
 
 
-class RoleClient:
+class HttpRoleClient:
+    """``RoleClient`` over HTTP to the role services (the URLs of ``Settings``)."""
+
     PATHS = {"planner": "/v1/plan", "caller": "/v1/call", "summarizer": "/v1/summarize", "backbone": "/v1/step"}
-    MODELS: dict[str, type[BaseModel]] = {
-        "planner": PlanResponse, "caller": CallResponse, "summarizer": SummarizeResponse, "backbone": BackboneResponse,
-    }  # fmt: skip
 
     def __init__(self, settings: Settings, metrics: Metrics):
         """Build inside the running event loop (the pooled session belongs to it)."""
@@ -119,13 +156,26 @@ class RoleClient:
         roles = ("backbone",) if self.settings.single_model else ("planner", "caller", "summarizer")
         return {role: self.urls[role] for role in roles}
 
-    async def request(self, role: str, body: bytes, on_token: TokenSink | None = None) -> Any:
+    async def plan(self, request: RoleRequest, on_token: TokenSink | None = None) -> PlanResponse:
+        return await self._request("planner", PlanResponse, request, on_token)
+
+    async def call(self, request: RoleRequest, on_token: TokenSink | None = None) -> CallResponse:
+        return await self._request("caller", CallResponse, request, on_token)
+
+    async def summarize(self, request: RoleRequest, on_token: TokenSink | None = None) -> SummarizeResponse:
+        return await self._request("summarizer", SummarizeResponse, request, on_token)
+
+    async def step(self, request: RoleRequest, on_token: TokenSink | None = None) -> BackboneResponse:
+        return await self._request("backbone", BackboneResponse, request, on_token)
+
+    async def _request(self, role: Role, model: type[R], request: RoleRequest, on_token: TokenSink | None) -> R:
         """POST one role request; the parsed response model of that role."""
+        body = encode_body(request.tools_json, request.history, request.thought, on_token is not None)
         started = time.perf_counter()
         try:
             for attempt in range(1, self.settings.role_max_attempts + 1):
                 try:
-                    return await self._attempt(role, body, on_token, attempt)
+                    return await self._attempt(role, model, body, on_token, attempt)
                 except RoleError as exc:
                     self.metrics.role_errors.labels(role, exc.kind).inc()
                     if not exc.retryable or attempt == self.settings.role_max_attempts:
@@ -141,8 +191,7 @@ class RoleClient:
             delay = max(delay, retry_after)
         return min(delay, _BACKOFF_CAP_S)
 
-    async def _attempt(self, role: str, body: bytes, on_token: TokenSink | None, attempt: int) -> Any:
-        model = self.MODELS[role]
+    async def _attempt(self, role: str, model: type[R], body: bytes, on_token: TokenSink | None, attempt: int) -> R:
         try:
             async with self.session.post(self.urls[role], data=body, headers=_JSON) as response:
                 if on_token is None or response.status != 200 or response.content_type != "text/event-stream":

@@ -1,6 +1,8 @@
-"""Orchestrator settings, read from ``UMI_*`` environment variables (pydantic-settings).
+"""Orchestrator settings: ``UMI_*`` environment variables (pydantic-settings), or the same names
+as flags of ``umi serve orchestrator`` (``--redis-url``; ``umi.settings_cli``; flags win).
 
-Every setting is documented in ``docs/orchestrator.md`` (Configuration); keep the two in step.
+docs/configuration.md is generated from these fields (``umi config-docs > docs/configuration.md``;
+a test fails when it is stale): every field needs a description.
 """
 
 from __future__ import annotations
@@ -24,47 +26,72 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="UMI_", extra="ignore", frozen=True)
 
     # --- where things are
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    planner_url: str = "http://planner:8000"
-    caller_url: str = "http://caller:8000"
-    summarizer_url: str = "http://summarizer:8000"
-    backbone_url: str | None = Field(default=None, description="single-model mode: one service for every role")
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0", description="the Redis that holds every chat (run it with AOF: --appendonly yes)"
+    )
+    planner_url: str = Field(default="http://planner:8000", description="base URL of the planner service (POST /v1/plan)")
+    caller_url: str = Field(default="http://caller:8000", description="base URL of the caller service (POST /v1/call)")
+    summarizer_url: str = Field(
+        default="http://summarizer:8000", description="base URL of the summarizer service (POST /v1/summarize)"
+    )
+    backbone_url: str | None = Field(
+        default=None, description="single-model mode: one service (POST /v1/step) plays every role instead of the three"
+    )
     key_prefix: str = Field(default="umi:", description="prefix of every Redis key the orchestrator writes")
 
     # --- security and limits
-    tool_allowlist: str = DEFAULT_TOOL_ALLOWLIST
-    admin_token: str | None = None
-    api_keys: str = ""
-    max_body_bytes: int = Field(default=1_048_576, ge=1024)
-    max_query_chars: int = Field(default=8192, ge=1)
-    max_tools: int = Field(default=128, ge=1)
-    max_steps_limit: int = Field(default=100, ge=1, description="the largest max_steps a request may ask for")
+    tool_allowlist: str = Field(
+        default=DEFAULT_TOOL_ALLOWLIST,
+        description="hosts tool endpoints may have: names (exact), IP addresses, CIDR networks, comma-separated",
+    )
+    admin_token: str | None = Field(default=None, description="bearer token that sees every chat; when set, /metrics requires it")
+    api_keys: str = Field(default="", description="comma-separated bearer keys; when set, /chat... requires one (empty: open)")
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, description="largest request body; 413 above")
+    max_query_chars: int = Field(default=8192, ge=1, description="longest query; 422 above")
+    max_tools: int = Field(default=128, ge=1, description="most tools in a request; 422 above")
+    max_steps_limit: int = Field(default=100, ge=1, description="the largest max_steps a request may ask for; 422 above")
 
     # --- chats
-    chat_ttl_s: int = Field(default=7 * 24 * 3600, ge=1)
-    observation_max_chars: int = Field(default=1024, ge=1)
-    chat_wait_s: float = Field(default=600.0, gt=0, description="how long a non-streamed POST waits for a chat to stop")
+    chat_ttl_s: int = Field(default=7 * 24 * 3600, ge=1, description="seconds a chat is kept after its last write (7 days)")
+    observation_max_chars: int = Field(default=1024, ge=1, description="observations are cut to this many characters plus ...")
+    chat_wait_s: float = Field(
+        default=600.0, gt=0, description="how long a non-streamed POST /chat or tool_outputs waits before answering running"
+    )
 
     # --- leases and resumption
-    lease_ttl_s: float = Field(default=30.0, gt=0)
-    sweep_interval_s: float = Field(default=5.0, gt=0)
-    sweep_batch: int = Field(default=32, ge=1)
-    redis_timeout_s: float = Field(default=5.0, gt=0)
-    redis_max_connections: int = Field(default=256, ge=2, description="per pool; blocking reads have their own")
-    redis_write_retry_s: float | None = Field(default=None, description="how long a step write is retried; default: the lease TTL")
-    retry_after_s: int = Field(default=1, ge=1)
+    lease_ttl_s: float = Field(
+        default=30.0, gt=0, description="a running chat's lease; renewed every third of it; a dead process's chats resume after it"
+    )
+    sweep_interval_s: float = Field(default=5.0, gt=0, description="how often each process looks for chats with an expired lease")
+    sweep_batch: int = Field(default=32, ge=1, description="most chats one sweep takes over")
+    redis_timeout_s: float = Field(
+        default=5.0, gt=0, description="Redis connect/read timeout, and the wait for a pooled connection"
+    )
+    redis_max_connections: int = Field(
+        default=256, ge=2, description="Redis connections per pool (one for writes and reads, one for SSE followers)"
+    )
+    redis_write_retry_s: float | None = Field(
+        default=None,
+        description="how long a step write is retried while Redis is unreachable before the process lets the chat go "
+        "(unset: UMI_LEASE_TTL_S)",
+    )
+    retry_after_s: int = Field(default=1, ge=1, description="Retry-After of a 503")
 
     # --- role services
-    role_timeout_s: float = Field(default=300.0, gt=0)
-    role_max_attempts: int = Field(default=3, ge=1)
-    role_backoff_s: float = Field(default=0.5, ge=0)
-    role_max_connections: int = Field(default=1024, ge=1)
+    role_timeout_s: float = Field(default=300.0, gt=0, description="timeout of one role-service request")
+    role_max_attempts: int = Field(
+        default=3, ge=1, description="attempts per role request (connection errors, timeouts, 408, 429, 5xx are retried)"
+    )
+    role_backoff_s: float = Field(
+        default=0.5, ge=0, description="first retry delay; doubles, with jitter, capped at 10 s; Retry-After is honoured"
+    )
+    role_max_connections: int = Field(default=1024, ge=1, description="pooled connections to the role services (and to tools)")
 
     # --- tools
-    tool_timeout_s: float = Field(default=30.0, gt=0, description="when the endpoint gives no timeout_s")
-    tool_max_response_bytes: int = Field(default=1_048_576, ge=1)
+    tool_timeout_s: float = Field(default=30.0, gt=0, description="tool timeout when the endpoint gives no timeout_s")
+    tool_max_response_bytes: int = Field(default=1_048_576, ge=1, description="most bytes read from a tool's answer")
 
-    log_level: str = "INFO"
+    log_level: str = Field(default="INFO", description="JSON logs on stderr, one object per line, with chat_id and step")
 
     @field_validator("backbone_url", "admin_token", "redis_write_retry_s", mode="before")
     @classmethod

@@ -18,10 +18,11 @@ import socket
 import uuid
 
 from orchestrator.events import EventHub
-from orchestrator.loop import ChatLoop, ChatState, Detached
+from orchestrator.loop import ChatLoop, Detached
 from orchestrator.metrics import Metrics
 from orchestrator.models import ChatDoc
 from orchestrator.settings import Settings
+from orchestrator.state import ChatState
 from orchestrator.store import ChatStore, StoreError
 
 log = logging.getLogger("umi.orchestrator")

@@ -1,15 +1,19 @@
-"""The `umi` command: samples, render, and its errors (exit 2, one line, no traceback)."""
+"""The `umi` command: samples, render, serve's flags, and its errors (exit 2, one line, no traceback)."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
+from tests.support.servers import wait_until
 
 from umi.cli import main
+from umi.engines.process import free_port
 
 
 def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -108,3 +112,47 @@ def test_installed_command_runs_as_a_process(trajectories_path: Path, tmp_path: 
         capture_output=True, text=True, check=False,
     )
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and bad.stderr.count("\n") == 1
+
+
+def test_serve_orchestrator_help_lists_its_settings_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["serve", "orchestrator", "--redis-url", "redis://r:6379/0", "--help"])
+    out = capsys.readouterr().out
+    assert exited.value.code == 0
+    for flag in ("--host", "--port", "--workers", "--redis-url", "--planner-url", "--api-keys", "--log-level"):
+        assert flag in out
+    assert "UMI_REDIS_URL" in out
+
+
+def test_serve_orchestrator_uses_the_redis_url_flag(tmp_path: Path) -> None:
+    port, dead_redis = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("UMI_")}
+    log = (tmp_path / "orchestrator.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "umi.cli", "serve", "orchestrator", "--port", str(port),
+         "--redis-url", f"redis://127.0.0.1:{dead_redis}/0", "--redis-timeout-s", "0.5", "--retry-after-s", "4"],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        wait_until(lambda: _answers(f"http://127.0.0.1:{port}/health"), 60, "the orchestrator to start")
+        ready = httpx.get(f"http://127.0.0.1:{port}/ready", timeout=10)
+        assert ready.status_code == 503 and ready.headers["retry-after"] == "4"
+        assert f"{dead_redis}" in ready.json()["redis"] and ready.json()["error"]["type"] == "unavailable"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def test_serve_with_a_bad_flag_exits_2_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["serve", "orchestrator", "--max-tools", "none"])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and err.startswith("umi serve orchestrator: error: UMI_MAX_TOOLS: ") and err.count("\n") == 1

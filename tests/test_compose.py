@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from orchestrator.settings import Settings as OrchestratorSettings
-from umi.cli import SERVE_TARGETS, build_parser
+from umi.cli import SERVE_TARGETS, build_parser, serve_target
 from umi.demo.stack import DEFAULT_MODELS_DIR, DOCUMENTED_PORTS, READY_PATHS, ROLES, DemoModels
 from umi.service.settings import ServiceSettings
 from umi.service.weights import is_hub_id
@@ -97,10 +97,11 @@ def test_commands_are_umi_serve_targets_on_the_documented_ports(services: dict[s
             continue
         command = service["command"]
         assert command[0] == "umi", name
-        args, extra = parser.parse_known_args(command[1:])
-        assert args.command == "serve" and args.name == kind(name) and args.name in SERVE_TARGETS and not extra, name
-        assert args.host == "0.0.0.0"  # reachable by service name inside the compose network
-        assert args.port == DOCUMENTED_PORTS.of(kind(name)), name
+        args = parser.parse_args(command[1:])
+        assert args.command == "serve" and args.name == kind(name) and args.name in SERVE_TARGETS, name
+        flags = serve_target(args.name).serve_parser().parse_args(args.args)
+        assert flags.host == "0.0.0.0"  # reachable by service name inside the compose network
+        assert flags.port == DOCUMENTED_PORTS.of(kind(name)), name
 
 
 def test_ports_are_published_on_loopback_as_documented(services: dict[str, dict[str, Any]]) -> None:

@@ -2,10 +2,11 @@
 
     umi samples --role ROLE FILE            GLPFT samples of one role, as JSON, to stdout
     umi render  --role ROLE FILE [--index N] the exact prompt for the next step of trajectory N
-    umi serve   ROLE|orchestrator|tools [--host H] [--port P]
+    umi serve   ROLE|orchestrator|tools [--host H] [--port P] [flags]   (NAME --help: its flags)
     umi eval    steps | score | chats       the paper's metrics, and end-to-end task success
     umi train   --recipe FILE --out DIR     GLPFT training
     umi demo    corpus | quality            the demo's synthetic corpus and model quality
+    umi config-docs                         docs/configuration.md, from the settings classes
 
 Bad input exits 2 with one line that names the file, the trajectory and the field.
 """
@@ -17,6 +18,7 @@ import importlib
 import json
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 
 from umi.demo.cli import add_demo_parser
 from umi.eval.cli import USER_ERRORS as EVAL_USER_ERRORS
@@ -36,7 +38,8 @@ from umi.format import (
 
 EXIT_USAGE = 2
 
-# `umi serve NAME` imports this module and calls its `serve(host=, port=, extra_args=)`.
+# `umi serve NAME ARGS...` imports this module and calls its `serve(ARGS)`; its `serve_parser()`
+# (umi.settings_cli) reads --host, --port and the settings flags, and answers NAME --help.
 SERVE_TARGETS: dict[str, str] = {
     "planner": "services.planner",
     "caller": "services.caller",
@@ -82,16 +85,36 @@ def _cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_serve(args: argparse.Namespace) -> int:
-    target = SERVE_TARGETS[args.name]
+def serve_target(name: str) -> ModuleType:
+    """The module of ``umi serve NAME``: it has ``serve(argv)`` and ``serve_parser()``."""
     try:
-        module = importlib.import_module(target)
+        module = importlib.import_module(SERVE_TARGETS[name])
     except ModuleNotFoundError as exc:
-        raise UsageError(f"`umi serve {args.name}` cannot start: {exc}") from None
-    serve = getattr(module, "serve", None)
-    if serve is None:
-        raise UsageError(f"`umi serve {args.name}` is not available in this version of umi-serve")
-    serve(host=args.host, port=args.port, extra_args=args.extra)
+        raise UsageError(f"`umi serve {name}` cannot start: {exc}") from None
+    if not hasattr(module, "serve") or not hasattr(module, "serve_parser"):
+        raise UsageError(f"`umi serve {name}` is not available in this version of umi-serve")
+    return module
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    argv = args.args[1:] if args.args[:1] == ["--"] else args.args
+    serve_target(args.name).serve(argv)
+    return 0
+
+
+def config_reference() -> str:
+    """docs/configuration.md: the flags and settings of ``umi serve orchestrator`` and ``umi serve ROLE``."""
+    from umi.settings_cli import reference
+
+    return reference([
+        ("umi serve orchestrator", "The orchestrator ([orchestrator.md](orchestrator.md)).", serve_target("orchestrator").serve_parser()),
+        ("umi serve ROLE", "A role service: `planner`, `caller`, `summarizer` or `backbone` ([role-services.md](role-services.md)).",
+         serve_target("planner").serve_parser()),
+    ])  # fmt: skip
+
+
+def _cmd_config_docs(args: argparse.Namespace) -> int:
+    sys.stdout.write(config_reference())
     return 0
 
 
@@ -119,9 +142,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="run a role service or the orchestrator")
     p.add_argument("name", choices=sorted(SERVE_TARGETS), help="what to run")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
-    p.set_defaults(func=_cmd_serve, extra=[])
+    p.add_argument("args", nargs=argparse.REMAINDER, help="--host, --port and its settings flags (NAME --help lists them)")
+    p.set_defaults(func=_cmd_serve)
+
+    p = sub.add_parser("config-docs", help="print docs/configuration.md, generated from the settings classes")
+    p.set_defaults(func=_cmd_config_docs)
 
     add_eval_parser(sub)
     add_train_parser(sub)
@@ -130,13 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    # `umi serve NAME [--host H] [--port P] [service options...]`: the service parses the rest.
-    args, unknown = parser.parse_known_args(argv)
-    if unknown:
-        if args.command != "serve":
-            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-        args.extra = unknown
+    args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
     except (TrajectoryFileError, UsageError, *EVAL_USER_ERRORS, *TRAIN_USER_ERRORS) as exc:

@@ -10,8 +10,8 @@ Shared by the role services (which serve it) and the orchestrator and evaluation
 With ``"stream": true`` a generating endpoint answers ``text/event-stream``: ``token`` events
 ``{"text": "<delta>"}`` as they are generated, then one ``result`` event whose data is the
 whole response body, or one ``error`` event ``{"error": {...}}``.
-Errors are JSON ``{"error": {"type": str, "message": str, "field": str | null}}``; an engine
-that is not ready answers 503 with ``Retry-After``.
+Errors are JSON ``{"error": {"type": str, "message": str, "field": str | null}}``
+(``umi.http_errors.ErrorBody``); an engine that is not ready answers 503 with ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -119,16 +119,6 @@ class RenderResponse(BaseModel):
     prompt: str
     prompt_tokens: int | None = None
     truncated: bool = False
-
-
-class ErrorDetail(BaseModel):
-    type: str
-    message: str
-    field: str | None = None
-
-
-class ErrorBody(BaseModel):
-    error: ErrorDetail
 
 
 RoleName = Literal["planner", "caller", "summarizer", "backbone"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 from services.caller import call_fields
 from umi.format import parse_backbone
 from umi.roleapi import BackboneRequest, BackboneResponse, CallResponse
-from umi.service.entry import serve_function
+from umi.service.entry import serve_functions
 from umi.service.roles import ResponseMeta, RoleSpec
 
 
@@ -27,4 +27,4 @@ ROLE = RoleSpec(
 )
 
 
-serve = serve_function(ROLE)
+serve, serve_parser = serve_functions(ROLE)

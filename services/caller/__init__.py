@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from umi.format import CallerOutput, parse_caller
 from umi.roleapi import CallRequest, CallResponse
-from umi.service.entry import serve_function
+from umi.service.entry import serve_functions
 from umi.service.roles import ResponseMeta, RoleSpec
 
 
@@ -36,4 +36,4 @@ ROLE = RoleSpec(
 )
 
 
-serve = serve_function(ROLE)
+serve, serve_parser = serve_functions(ROLE)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from umi.format import parse_planner
 from umi.roleapi import PlanRequest, PlanResponse
-from umi.service.entry import serve_function
+from umi.service.entry import serve_functions
 from umi.service.roles import ResponseMeta, RoleSpec
 
 
@@ -23,4 +23,4 @@ ROLE = RoleSpec(
 )
 
 
-serve = serve_function(ROLE)
+serve, serve_parser = serve_functions(ROLE)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from umi.format import parse_summarizer
 from umi.roleapi import SummarizeRequest, SummarizeResponse
-from umi.service.entry import serve_function
+from umi.service.entry import serve_functions
 from umi.service.roles import ResponseMeta, RoleSpec
 
 
@@ -22,4 +22,4 @@ ROLE = RoleSpec(
 )
 
 
-serve = serve_function(ROLE)
+serve, serve_parser = serve_functions(ROLE)

@@ -16,10 +16,13 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.support.orchestrator_fakes import FakeRoles, ServerGroup, ToolServer, free_port
+from fastapi.testclient import TestClient
+
+from tests.support.orchestrator_fakes import FakeRoles, InProcessRoles, ServerGroup, ToolServer, free_port
 
 from orchestrator.api import create_app
 from orchestrator.settings import Settings
+from orchestrator.store import InMemoryChatStore
 
 
 @pytest.fixture
@@ -71,17 +74,35 @@ class Orch:
 
 
 @pytest.fixture
+def orch_backend() -> str:
+    """How ``make_orch`` builds the orchestrator: ``integration`` (uvicorn in a thread, the real
+    Redis of `make test`, the fake role services over HTTP) or ``in_process`` (the app in a
+    TestClient, the in-memory chat store, the fake role services' scripts called in-process).
+    A test module that holds for both overrides this fixture with both as params."""
+    return "integration"
+
+
+@pytest.fixture
 def make_orch(
-    redis_url: str, fake_roles: FakeRoles, key_prefix: str, servers: ServerGroup
+    request: pytest.FixtureRequest, orch_backend: str, fake_roles: FakeRoles, key_prefix: str, servers: ServerGroup
 ) -> Iterator[Callable[..., Orch]]:
-    """Start an in-process orchestrator (uvicorn in a thread) with settings overrides."""
+    """Start an orchestrator (see ``orch_backend``) with settings overrides."""
     with ExitStack() as stack:
 
         def make(**overrides: Any) -> Orch:
+            if orch_backend == "in_process":
+                settings = orch_settings("http://in-process", key_prefix, overrides)
+                app = create_app(
+                    settings, store=lambda s, m: InMemoryChatStore(s.chat_ttl_s, s.lease_ttl_s),
+                    roles=lambda s, m: InProcessRoles(fake_roles),
+                )  # fmt: skip
+                client = stack.enter_context(TestClient(app, base_url="http://orchestrator.test"))
+                return Orch(str(client.base_url), client, settings)
+            redis_url = request.getfixturevalue("redis_url")
             settings = orch_settings(fake_roles.url, key_prefix, {"redis_url": redis_url, **overrides})  # type: ignore[attr-defined]
             server = servers.start(create_app(settings))
-            client = stack.enter_context(httpx.Client(base_url=server.url, timeout=60))
-            return Orch(server.url, client, settings)
+            http = stack.enter_context(httpx.Client(base_url=server.url, timeout=60))
+            return Orch(server.url, http, settings)
 
         yield make
 

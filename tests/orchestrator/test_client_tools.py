@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.support.orchestrator_fakes import call, tool
+
+
+@pytest.fixture(params=["integration", "in_process"])
+def orch_backend(request: pytest.FixtureRequest) -> str:
+    """Both orchestrator builds: Redis and HTTP role services, or in-memory and in-process."""
+    return request.param
 
 
 def test_a_client_tool_round_trip(orch, fake_roles) -> None:
@@ -50,7 +58,7 @@ def test_tool_outputs_must_answer_the_pending_calls(orch, fake_roles) -> None:
     url = f"/chat/{doc['chat_id']}/tool_outputs"
 
     unknown = orch.client.post(url, json={"outputs": [{"tool_call_id": "call_nope", "output": "x"}]})
-    assert unknown.status_code == 422 and unknown.json()["error"]["field"] == "outputs.0.tool_call_id"
+    assert unknown.status_code == 422 and unknown.json()["error"]["field"] == "outputs[0].tool_call_id"
     empty = orch.client.post(url, json={"outputs": []})
     assert empty.status_code == 422 and empty.json()["error"]["field"] == "outputs"
     missing_chat = orch.client.post("/chat/nope/tool_outputs", json={"outputs": [{"tool_call_id": "a", "output": "x"}]})

@@ -1,13 +1,22 @@
-"""The agent loop end to end: fake role services over HTTP, real tools, a real Redis."""
+"""The agent loop end to end, real tools over HTTP, in both orchestrator builds: the integration
+one (fake role services over HTTP, a real Redis) and the in-process one (the in-memory store and
+an in-process role client). Retries of the HTTP role client: test_role_client.py."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
+import pytest
+
 from tests.support.orchestrator_fakes import Fail, call, free_port, plan, tool
 from umi.format.tools import HALLUCINATED_NAME
 from umi.roleapi import BackboneResponse, ModelInfo, PlanRequest, Usage
+
+
+@pytest.fixture(params=["integration", "in_process"])
+def orch_backend(request: pytest.FixtureRequest) -> str:
+    return request.param
 
 
 def roles_of(doc: dict) -> list[str]:
@@ -134,46 +143,6 @@ def test_max_steps_bounds_the_planner_turns(orch, fake_roles, tool_server) -> No
     assert roles_of(doc) == ["planner", "caller", "observation"] * 2
     assert fake_roles.count("planner") == 2 and fake_roles.count("summarizer") == 0
     assert tool_server.total() == 2
-
-
-def test_a_failing_role_service_is_retried_a_bounded_number_of_times_then_failed(orch, fake_roles) -> None:
-    fake_roles.caller = lambda req: Fail(500, "CUDA out of memory")
-    doc = orch.chat(query="q", tools=[tool("t")]).json()
-    assert doc["status"] == "failed"
-    assert doc["error"]["type"] == "role_service" and doc["error"]["role"] == "caller"
-    assert doc["error"]["status_code"] == 500 and "CUDA out of memory" in doc["error"]["message"]
-    assert fake_roles.count("caller") == orch.settings.role_max_attempts == 3
-    assert roles_of(doc) == ["planner"]  # the trajectory so far is kept
-    stored = orch.client.get(f"/chat/{doc['chat_id']}").json()
-    assert stored["status"] == "failed" and stored["error"] == doc["error"] and len(stored["steps"]) == 1
-
-
-def test_a_4xx_from_a_role_service_is_not_retried(orch, fake_roles) -> None:
-    fake_roles.planner = lambda req: Fail(422, "history[0].role: bad")
-    doc = orch.chat(query="q", tools=[tool("t")]).json()
-    assert doc["status"] == "failed" and doc["error"]["status_code"] == 422
-    assert fake_roles.count("planner") == 1
-
-
-def test_an_unreachable_role_service_fails_the_chat(make_orch, fake_roles) -> None:
-    orch = make_orch(summarizer_url=f"http://127.0.0.1:{free_port()}", role_max_attempts=2)
-    fake_roles.planner = lambda req: plan("Done.", "conclusion")
-    doc = orch.chat(query="q").json()
-    assert doc["status"] == "failed" and doc["error"]["role"] == "summarizer"
-    assert "unreachable" in doc["error"]["message"]
-    assert roles_of(doc) == ["planner"]
-
-
-def test_a_503_with_retry_after_is_retried_and_the_chat_goes_on(orch, fake_roles, tool_server) -> None:
-    replies = iter([Fail(503, "loading", retry_after=0)])
-
-    def planner(req: PlanRequest) -> Any:
-        return next(replies, None) or (plan("Done.", "conclusion") if req.history[1:] else plan("Go.", "caller"))
-
-    fake_roles.planner = planner
-    doc = orch.chat(query="q", tools=[tool("t", tool_server.url + "/echo")]).json()
-    assert doc["status"] == "completed"
-    assert fake_roles.count("planner") == 3  # one 503, then two planner turns
 
 
 def test_the_same_chat_id_twice_returns_the_existing_chat_and_runs_it_once(orch, fake_roles, tool_server) -> None:

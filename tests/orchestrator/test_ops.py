@@ -67,13 +67,14 @@ def test_settings_come_from_umi_variables(monkeypatch: pytest.MonkeyPatch) -> No
 def test_every_setting_is_documented_with_its_default() -> None:
     from pathlib import Path
 
-    doc = (Path(__file__).parents[2] / "docs" / "orchestrator.md").read_text()
-    table = doc[doc.index("## Configuration") : doc.index("## Operations")]
-    rows = {line.split("|")[1].strip(" `"): line.split("|")[2].strip(" `") for line in table.splitlines()
+    doc = (Path(__file__).parents[2] / "docs" / "configuration.md").read_text()
+    start = doc.index("## `umi serve orchestrator`")
+    table = doc[start : doc.index("\n## ", start)]
+    rows = {line.split("|")[1].strip(" `"): line.split("|")[3].strip(" `") for line in table.splitlines()
             if line.startswith("| `UMI_")}  # fmt: skip
     for name, field in Settings.model_fields.items():
         env = f"UMI_{name.upper()}"
-        assert env in rows, f"{env} is not in the configuration table of docs/orchestrator.md"
+        assert env in rows, f"{env} is not in the orchestrator's table of docs/configuration.md"
         value = field.default
         default = "" if value is None else str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
         assert default in rows[env] or (default == "" and rows[env] in ("unset", "")), (env, rows[env], default)

@@ -138,7 +138,7 @@ def test_each_limit_answers_its_status_and_names_the_field(make_orch, fake_roles
     assert _error(orch.chat(query="q", max_steps=11)) == (422, "max_steps")
     assert _error(orch.chat(query="q", max_steps=0)) == (422, "max_steps")
     assert _error(orch.chat(query="")) == (422, "query")
-    assert _error(orch.chat(query="q", tools=[tool("a"), tool("a")])) == (422, "tools.1.function.name")
+    assert _error(orch.chat(query="q", tools=[tool("a"), tool("a")])) == (422, "tools[1].function.name")
     assert _error(orch.chat(query="q", chat_id="bad id/")) == (422, "chat_id")
     assert _error(orch.chat(query="q", surprise=1)) == (422, "surprise")
     assert fake_roles.count("planner") == 0

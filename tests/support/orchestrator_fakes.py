@@ -277,3 +277,52 @@ def tool(name: str, url: str | None = None, method: str = "POST", **endpoint: An
     if url is not None:
         out["endpoint"] = {"url": url, "method": method, **endpoint}
     return out
+
+
+# ------------------------------------------------------------------ in-process role client
+
+
+class InProcessRoles:
+    """A ``RoleClient`` that answers from a ``FakeRoles``' scripts in-process, with no server.
+
+    Each request is encoded as the HTTP client encodes it and validated against umi.roleapi
+    (so a request the real role services would refuse fails the test); a ``Fail`` becomes the
+    ``RoleError`` the HTTP client raises for that status (no retries); a streamed request gets
+    the response's words as token deltas."""
+
+    def __init__(self, fake: FakeRoles):
+        self.fake = fake
+
+    async def _answer(self, role: str, model: Any, request: Any, on_token: Any) -> Any:
+        from orchestrator.roles import RoleError, encode_body
+
+        raw = json.loads(encode_body(request.tools_json, request.history, request.thought, on_token is not None))
+        with self.fake.lock:
+            self.fake.requests[role].append(raw)
+        result = getattr(self.fake, role)(model.model_validate(raw))
+        if inspect.isawaitable(result):
+            result = await result
+        if isinstance(result, Fail):
+            raise RoleError(role, "http_status", f"{role} answered {result.status}: {result.message}", result.status)
+        if on_token is not None:
+            for word in result.text.split(" "):
+                await on_token(word, 1)
+        return result
+
+    async def plan(self, request: Any, on_token: Any = None) -> PlanResponse:
+        return await self._answer("planner", PlanRequest, request, on_token)
+
+    async def call(self, request: Any, on_token: Any = None) -> CallResponse:
+        return await self._answer("caller", CallRequest, request, on_token)
+
+    async def summarize(self, request: Any, on_token: Any = None) -> SummarizeResponse:
+        return await self._answer("summarizer", SummarizeRequest, request, on_token)
+
+    async def step(self, request: Any, on_token: Any = None) -> Any:
+        return await self._answer("backbone", BackboneRequest, request, on_token)
+
+    def urls_in_use(self) -> dict[str, str]:
+        return {"planner": "in-process", "caller": "in-process", "summarizer": "in-process"}
+
+    async def aclose(self) -> None:
+        return None

@@ -21,6 +21,7 @@ from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 
 from umi.demo import tool_data as data
+from umi.settings_cli import SettingsParser, parse_or_exit, settings_parser
 
 JSON = dict[str, Any]
 
@@ -140,7 +141,13 @@ def create_app(public_url: str | None = None) -> FastAPI:
     return app
 
 
-def serve(host: str = "127.0.0.1", port: int = 8300, extra_args: Sequence[str] = ()) -> None:
+def serve_parser() -> SettingsParser:
+    """The flags of ``umi serve tools``: ``--host`` and ``--port`` (the tools server has no settings)."""
+    return settings_parser(None, "umi serve tools", port=8300, description="Run the demo tools server.")
+
+
+def serve(argv: Sequence[str] = ()) -> None:
     import uvicorn
 
-    uvicorn.run(create_app(), host=host, port=port, log_level="info")
+    args, _ = parse_or_exit(serve_parser(), argv)
+    uvicorn.run(create_app(), host=args.host, port=args.port, log_level="info")

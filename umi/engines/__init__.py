@@ -3,6 +3,9 @@
     vllm          ``vllm serve``, supervised subprocess (GPU); LoRA and in-place reload
     transformers  ``transformers serve``, supervised subprocess (CPU default)
     url           an already running OpenAI-compatible server
+
+``build_engine`` (kinds.py) builds one by kind; the capabilities that weight swaps use
+(``LoraAdapters``, ``InPlaceReload``, ``Restartable``) are protocols next to ``Engine`` (base.py).
 """
 
 from umi.engines.base import (
@@ -10,22 +13,27 @@ from umi.engines.base import (
     Completion,
     CompletionParams,
     Engine,
+    EngineError,
     EngineInfo,
     EngineOptions,
     EngineRequestError,
     EngineStartError,
     EngineState,
     EngineUnavailable,
+    InPlaceReload,
+    LoraAdapters,
+    Restartable,
     StreamEvent,
     TextDelta,
 )
 from umi.engines.http_engine import LaunchSpec, SupervisedEngine, UrlEngine
+from umi.engines.kinds import build_engine
 from umi.engines.transformers_serve import TransformersEngine
 from umi.engines.vllm_serve import VllmEngine, VllmFlags
 
 __all__ = [
-    "ENGINE_STATES", "Completion", "CompletionParams", "Engine", "EngineInfo", "EngineOptions",
-    "EngineRequestError", "EngineStartError", "EngineState", "EngineUnavailable", "LaunchSpec",
-    "StreamEvent", "SupervisedEngine", "TextDelta", "TransformersEngine", "UrlEngine", "VllmEngine",
-    "VllmFlags",
+    "ENGINE_STATES", "Completion", "CompletionParams", "Engine", "EngineError", "EngineInfo", "EngineOptions",
+    "EngineRequestError", "EngineStartError", "EngineState", "EngineUnavailable", "InPlaceReload", "LaunchSpec",
+    "LoraAdapters", "Restartable", "StreamEvent", "SupervisedEngine", "TextDelta", "TransformersEngine", "UrlEngine",
+    "VllmEngine", "VllmFlags", "build_engine",
 ]

@@ -2,6 +2,14 @@
 
 Every engine is reached over HTTP at ``base_url`` and generates with ``POST /v1/completions``
 on the raw rendered prompt (the alpha-UMi format is not a chat template).
+
+Beyond :class:`Engine`, an engine may have capabilities that weight swaps use, each a protocol
+checked with ``isinstance`` (and, where the engine has it only when configured so, its
+``supports_*`` property):
+
+    LoraAdapters    loads and unloads LoRA adapters at runtime (LoRA swaps)
+    InPlaceReload   replaces its base weights without a new process (in-place swaps)
+    Restartable     restarts its server on other weights (the last resort of a failed in-place swap)
 """
 
 from __future__ import annotations
@@ -11,7 +19,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
@@ -68,7 +76,11 @@ class TextDelta:
 StreamEvent = TextDelta | Completion
 
 
-class EngineUnavailable(Exception):
+class EngineError(Exception):
+    """Every error an engine raises (a role service answers it with ``umi.http_errors.ErrorBody``)."""
+
+
+class EngineUnavailable(EngineError):
     """The engine cannot take the request now (starting, restarting, unreachable): retry later."""
 
     def __init__(self, message: str, retry_after_s: int) -> None:
@@ -76,7 +88,7 @@ class EngineUnavailable(Exception):
         self.retry_after_s = max(1, retry_after_s)
 
 
-class EngineRequestError(Exception):
+class EngineRequestError(EngineError):
     """The engine answered the request with an error (a bad model name, an internal error)."""
 
     def __init__(self, message: str, status: int) -> None:
@@ -84,7 +96,7 @@ class EngineRequestError(Exception):
         self.status = status
 
 
-class EngineStartError(Exception):
+class EngineStartError(EngineError):
     """The engine did not come up healthy; the message carries the tail of its log."""
 
 
@@ -193,3 +205,50 @@ class Engine(ABC):
 
     @abstractmethod
     def info(self) -> EngineInfo: ...
+
+
+# ------------------------------------------------------------------ capabilities
+@runtime_checkable
+class LoraAdapters(Protocol):
+    """Loads LoRA adapters at runtime; a request selects one by its name in ``model``.
+
+    A name is loaded once: load a new version under a new name. Both calls raise
+    :class:`EngineRequestError` when the engine refuses, :class:`EngineUnavailable` when it is down.
+    """
+
+    @property
+    def supports_lora(self) -> bool:
+        """False when this engine was started without runtime LoRA loading (the calls would fail)."""
+
+    async def load_lora(self, name: str, path: str) -> None:
+        """Load the adapter directory ``path`` under ``name``."""
+
+    async def unload_lora(self, name: str) -> None: ...
+
+
+@runtime_checkable
+class InPlaceReload(Protocol):
+    """Replaces the base weights inside the running engine: same process, same ``served_model``.
+
+    The new weights must have the architecture and tokenizer the engine was started with.
+    Raises :class:`EngineRequestError` or :class:`EngineUnavailable`; the engine may then hold
+    neither the old nor the new weights (reload the old ones, or restart it).
+    """
+
+    @property
+    def supports_in_place(self) -> bool:
+        """False when this engine was started without the reload endpoints (the call would fail)."""
+
+    async def reload_weights(self, model_path: str) -> None:
+        """Load ``model_path`` in place; a later restart starts on it too."""
+
+
+@runtime_checkable
+class Restartable(Protocol):
+    """An engine whose server this service runs and can restart."""
+
+    async def restart_on(self, model_path: str) -> None:
+        """Stop the server; its supervisor starts it again on ``model_path`` (with the usual backoff).
+
+        Returns once the old server has exited, before the new one is up.
+        """

@@ -1,5 +1,6 @@
 """Engines reached over HTTP: the shared request path and health watch, the ``url`` engine, and
-the supervised subprocess engines' restart loop.
+the supervised subprocess engines' restart loop (they are
+:class:`~umi.engines.base.Restartable`).
 
 Health is probed every ``health_interval_s``; a failed request triggers a probe at once. An engine
 whose probes fail ``health_failures`` times in a row (or whose process exits) is unavailable:
@@ -276,6 +277,12 @@ class SupervisedEngine(HttpEngine):
         if self.process is not None:
             await self.process.stop(self.options.stop_grace_s)
         self._set_state(EngineState.STOPPED)
+
+    async def restart_on(self, model_path: str) -> None:
+        """:class:`~umi.engines.base.Restartable`: stop the process; the watch restarts it on ``model_path``."""
+        self.model_path = model_path
+        if self.process is not None:
+            await self.process.stop(self.options.stop_grace_s)
 
     def info(self) -> EngineInfo:
         return EngineInfo(

@@ -1,5 +1,6 @@
 """The GPU engine: ``vllm serve``, supervised as a subprocess, plus the vLLM endpoints that
-weight swaps use.
+weight swaps use (the :class:`~umi.engines.base.LoraAdapters` and
+:class:`~umi.engines.base.InPlaceReload` capabilities).
 
 - LoRA at runtime (``--enable-lora`` and ``VLLM_ALLOW_RUNTIME_LORA_UPDATING=True``):
   ``POST /v1/load_lora_adapter {lora_name, lora_path}`` and ``/v1/unload_lora_adapter``; a request

@@ -5,13 +5,14 @@
     roles.py           RoleSpec: what differs between the roles (template, parser, sampling, path)
     generation.py      render -> fit -> generate -> parse; streaming; warm-up
     prompt_fit.py      token counting and the cut from the left, with the model's tokenizer
-    swap.py            WeightsManager: the serving deployment and the swaps (blue/green, in place, LoRA)
+    swap.py            WeightsManager: the serving deployment, which swap strategy runs, rollback
+    strategies/        one unit per swap strategy (blue/green, in place, LoRA, reuse) behind one interface
     deployment.py      engine + weights + tokenizer, leased by requests (drain)
     weights.py         weights references, path checks, fingerprints
     engine_factory.py  the configured engine kind for given weights
     admin.py           /admin/weights
     metrics.py         Prometheus metrics in a per-app registry
-    errors.py          {"error": {type, message, field}} answers
+    errors.py          engine errors as umi.http_errors answers; error metrics
     entry.py           `umi serve ROLE` and `python -m services.ROLE`
 """
 

@@ -13,8 +13,8 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from umi.engines import EngineInfo
-from umi.roleapi import ErrorBody, ModelInfo
-from umi.service.errors import ServiceError
+from umi.http_errors import HttpError, error_responses
+from umi.roleapi import ModelInfo
 from umi.service.swap import SwapProgress, SwapReport, WeightsManager
 from umi.service.weights import WeightsRef
 
@@ -52,20 +52,22 @@ class WeightsStatus(BaseModel):
     history: list[WeightsRef]  # rollback goes to the last one
 
 
-_ERRORS = {401: {"model": ErrorBody}, 403: {"model": ErrorBody}, 409: {"model": ErrorBody}, 422: {"model": ErrorBody}}
+_SWAP_ERRORS = error_responses(409, 413, 422, 503)
 
 
 def admin_router(manager: WeightsManager, token: str | None) -> APIRouter:
     def require_admin(request: Request) -> None:
         if token is None:
-            raise ServiceError(403, "admin_disabled", "the admin API is disabled: set UMI_ADMIN_TOKEN")
+            raise HttpError(403, "admin_disabled", "the admin API is disabled: set UMI_ADMIN_TOKEN")
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
-            raise ServiceError(
+            raise HttpError(
                 401, "unauthorized", "send Authorization: Bearer <admin token>", headers={"WWW-Authenticate": "Bearer"}
             )
 
-    router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)], responses=_ERRORS)
+    router = APIRouter(
+        prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)], responses=error_responses(401, 403, 500)
+    )
 
     @router.get("/weights", response_model=WeightsStatus, summary="the weights now serving, and the swap state")
     async def get_weights() -> WeightsStatus:
@@ -83,7 +85,9 @@ def admin_router(manager: WeightsManager, token: str | None) -> APIRouter:
             history=list(manager.history),
         )
 
-    @router.post("/weights", response_model=SwapReport, summary="swap the weights (blue/green, in place, or LoRA)")
+    @router.post(
+        "/weights", response_model=SwapReport, responses=_SWAP_ERRORS, summary="swap the weights (blue/green, in place, or LoRA)"
+    )
     async def swap_weights(body: WeightsSwapRequest) -> SwapReport:
         return await manager.swap(
             path=body.path,
@@ -96,7 +100,9 @@ def admin_router(manager: WeightsManager, token: str | None) -> APIRouter:
             drain_timeout_s=body.drain_timeout_s,
         )
 
-    @router.post("/weights/rollback", response_model=SwapReport, summary="go back to the previous weights")
+    @router.post(
+        "/weights/rollback", response_model=SwapReport, responses=_SWAP_ERRORS, summary="go back to the previous weights"
+    )
     async def rollback(body: RollbackRequest | None = None) -> SwapReport:
         return await manager.rollback(body.drain_timeout_s if body else None)
 

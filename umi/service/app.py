@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from umi.roleapi import ErrorBody, RenderResponse
+from umi.http_errors import BodyLimit, error_body, error_responses
+from umi.roleapi import RenderResponse
 from umi.service.admin import admin_router
 from umi.service.engine_factory import EngineFactory
 from umi.service.errors import install_error_handlers
@@ -72,12 +73,12 @@ def create_app(spec: RoleSpec, settings: ServiceSettings, factory: EngineFactory
     )
     app.state.service = service
     install_error_handlers(app, metrics)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)  # inside the metrics: 413s are counted
     app.add_middleware(
         RequestMetricsMiddleware,
         metrics=metrics,
         endpoints=(spec.path, "/v1/render", "/health", "/ready", "/admin/weights", "/admin/weights/rollback"),
     )
-    errors = {422: {"model": ErrorBody}, 502: {"model": ErrorBody}, 503: {"model": ErrorBody}}
     request_model = spec.request_model
 
     async def generate(body: request_model) -> Response:  # type: ignore[valid-type]
@@ -95,18 +96,28 @@ def create_app(spec: RoleSpec, settings: ServiceSettings, factory: EngineFactory
     app.post(
         spec.path,
         response_model=spec.response_model,
-        responses={**errors, 200: {"content": {MEDIA_TYPE: {}}, "description": "JSON, or SSE with \"stream\": true"}},
+        responses={
+            **error_responses(413, 422, 500, 502, 503),
+            200: {"content": {MEDIA_TYPE: {}}, "description": "JSON, or SSE with \"stream\": true"},
+        },
         summary=spec.summary or f"{spec.role}: generate",
     )(generate)
     app.post(
-        "/v1/render", response_model=RenderResponse, responses=errors, summary="the exact prompt, without generating"
+        "/v1/render",
+        response_model=RenderResponse,
+        responses=error_responses(413, 422, 500, 503, descriptions={503: "the tokenizer is loading"}),
+        summary="the exact prompt, without generating",
     )(render)
 
-    @app.get("/health", summary="the process is up")
+    @app.get("/health", summary="the process is up", responses=error_responses(500))
     async def health() -> dict:
         return {"status": "ok", "role": spec.role}
 
-    @app.get("/ready", summary="the engine is loaded and warmed", responses={503: {"model": ErrorBody}})
+    @app.get(
+        "/ready",
+        summary="the engine is loaded and warmed",
+        responses=error_responses(500, 503, descriptions={503: "not ready: the error, and ready, state and model"}),
+    )
     async def ready() -> JSONResponse:
         state = manager.state()
         current = manager.current
@@ -117,9 +128,10 @@ def create_app(spec: RoleSpec, settings: ServiceSettings, factory: EngineFactory
         }
         if manager.ready():
             return JSONResponse(body)
-        return JSONResponse(body, status_code=503, headers={"Retry-After": str(manager.retry_after_s())})
+        not_ready = error_body("engine_unavailable", f"the engine is not ready: {state}")
+        return JSONResponse({**not_ready, **body}, status_code=503, headers={"Retry-After": str(manager.retry_after_s())})
 
-    @app.get("/metrics", summary="Prometheus metrics")
+    @app.get("/metrics", summary="Prometheus metrics", responses=error_responses(500))
     async def metrics_endpoint() -> Response:
         return Response(metrics.exposition(), media_type=CONTENT_TYPE)
 

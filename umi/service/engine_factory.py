@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from umi.engines import Engine, LaunchSpec, TransformersEngine, UrlEngine, VllmEngine, VllmFlags
+from umi.engines import Engine, LaunchSpec, VllmFlags, build_engine
 from umi.service.settings import EngineKind, ServiceSettings
 from umi.service.weights import WeightsRef
 
@@ -37,14 +37,9 @@ class EngineFactory:
 
     def __call__(self, weights: WeightsRef) -> Engine:
         s = self.settings
-        options = s.engine_options()
-        if self.kind == "url":
-            url = weights.engine_url or s.engine_url
-            assert url is not None, "settings validation guarantees an engine URL"
-            engine: Engine = UrlEngine(weights.path, options, url, served_model=s.engine_model or weights.path)
-        elif self.kind == "vllm":
-            engine = VllmEngine(weights.path, options, self._launch(), self.vllm_flags())
-        else:
-            engine = TransformersEngine(weights.path, options, self._launch())
+        engine = build_engine(
+            self.kind, weights.path, s.engine_options(), self._launch(), self.vllm_flags(),
+            url=weights.engine_url or s.engine_url, served_model=s.engine_model or weights.path,
+        )
         self._built += 1
         return engine

@@ -1,11 +1,10 @@
 """Entry points of a role service: ``umi serve ROLE [--host H] [--port P] [flags]`` and
 ``python -m services.ROLE [--host H] [--port P] [flags]``; flags are the UMI_* settings in
-kebab case (``--model``, ``--engine``, ``--engine-url``, ...).
+kebab case (``--model``, ``--engine``, ``--engine-url``, ...), built by ``umi.settings_cli``.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -15,19 +14,11 @@ import uvicorn
 
 from umi.service.app import create_app
 from umi.service.roles import RoleSpec
-from umi.service.settings import ServiceSettings, SettingsProblem, load_settings
+from umi.service.settings import ServiceSettings, SettingsProblem
 from umi.service.weights import is_hub_id
+from umi.settings_cli import SettingsParser, parse_or_exit, settings_parser
 
-EXIT_USAGE = 2
-
-
-def _split_host_port(args: Sequence[str], host: str, port: int) -> tuple[str, int, list[str]]:
-    """``--host``/``--port`` may come after the role (``umi serve planner --port 9000``): take them out."""
-    parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--host", default=host)
-    parser.add_argument("--port", type=int, default=port)
-    known, rest = parser.parse_known_args([a for a in args if a != "--"])
-    return known.host, known.port, rest
+DEFAULT_PORT = 8000
 
 
 def _check_local_paths(settings: ServiceSettings) -> None:
@@ -37,34 +28,38 @@ def _check_local_paths(settings: ServiceSettings) -> None:
             raise SettingsProblem(f"{name}: {value}: no such directory (and not a hub id)")
 
 
-def serve(spec: RoleSpec, host: str = "127.0.0.1", port: int = 8000, extra_args: Sequence[str] = ()) -> None:
+def serve_parser(role: str) -> SettingsParser:
+    """The flags of ``umi serve ROLE``: ``--host``, ``--port`` and every role-service setting."""
+    return settings_parser(ServiceSettings, f"umi serve {role}", port=DEFAULT_PORT, description=f"Run the {role} role service.")
+
+
+def serve(spec: RoleSpec, argv: Sequence[str] = ()) -> None:
     """Run the role service in the foreground until SIGINT/SIGTERM (engines are stopped on the way out)."""
-    host, port, args = _split_host_port(extra_args, host, port)
-    try:
-        settings = load_settings(args, prog=f"umi serve {spec.role}")
-        _check_local_paths(settings)
-    except SettingsProblem as exc:
-        print(f"umi serve {spec.role}: error: {exc}", file=sys.stderr)
-        raise SystemExit(EXIT_USAGE) from None
+    args, settings = parse_or_exit(serve_parser(spec.role), argv, check=_check_local_paths)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per engine call and health probe otherwise
     app = create_app(spec, settings)
-    uvicorn.run(app, host=host, port=port, log_level=settings.log_level, timeout_graceful_shutdown=int(settings.drain_timeout_s))
+    uvicorn.run(
+        app, host=args.host, port=args.port, log_level=settings.log_level, timeout_graceful_shutdown=int(settings.drain_timeout_s)
+    )
 
 
-ServeFunction = Callable[..., None]
+ServeFunction = Callable[[Sequence[str]], None]
 
 
-def serve_function(spec: RoleSpec) -> ServeFunction:
-    """The ``serve(host=, port=, extra_args=)`` that ``umi serve ROLE`` calls in ``services.ROLE``."""
+def serve_functions(spec: RoleSpec) -> tuple[ServeFunction, Callable[[], SettingsParser]]:
+    """The ``serve(argv)`` and ``serve_parser()`` that ``umi serve ROLE`` finds in ``services.ROLE``."""
 
-    def serve_role(host: str = "127.0.0.1", port: int = 8000, extra_args: Sequence[str] = ()) -> None:
-        serve(spec, host, port, extra_args)
+    def serve_role(argv: Sequence[str] = ()) -> None:
+        serve(spec, argv)
+
+    def role_parser() -> SettingsParser:
+        return serve_parser(spec.role)
 
     serve_role.__doc__ = f"Run the {spec.role} role service (see umi.service.entry.serve)."
-    return serve_role
+    return serve_role, role_parser
 
 
 def main(spec: RoleSpec, argv: Sequence[str] | None = None) -> int:
-    serve(spec, extra_args=sys.argv[1:] if argv is None else list(argv))
+    serve(spec, sys.argv[1:] if argv is None else list(argv))
     return 0

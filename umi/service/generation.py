@@ -1,7 +1,7 @@
 """One role's request path: render the prompt, fit it, generate on the leased deployment, parse.
 
 Streaming answers ``text/event-stream`` (``umi.sse``): ``token`` events ``{"text": delta}``, then
-one ``result`` event with the whole response body, or one ``error`` event (``ErrorBody``). The
+one ``result`` event with the whole response body, or one ``error`` event (``umi.http_errors.ErrorBody``). The
 first engine event is awaited before the answer starts, so an engine that is down still gets
 a plain 503 with Retry-After rather than a stream that fails at once.
 """
@@ -14,12 +14,13 @@ from contextlib import AsyncExitStack
 
 from pydantic import BaseModel
 
-from umi.engines import Completion, CompletionParams, EngineRequestError, EngineUnavailable, StreamEvent, TextDelta
+from umi.engines import Completion, CompletionParams, EngineError, EngineUnavailable, StreamEvent, TextDelta
 from umi.format import Turn, render_prompt
 from umi.format.tools import ToolDoc
 from umi.roleapi import RenderResponse, Usage
 from umi.service.deployment import Deployment
-from umi.service.errors import ServiceError, as_service_error, error_body
+from umi.http_errors import HttpError
+from umi.service.errors import as_service_error
 from umi.service.metrics import ServiceMetrics
 from umi.service.prompt_fit import FittedPrompt, PromptFitter, PromptTooLong
 from umi.service.roles import ResponseMeta, RoleSpec, prompt_inputs
@@ -68,7 +69,7 @@ class RoleRunner:
         try:
             fitted = fitter.fit(prompt, params.max_tokens)
         except PromptTooLong as exc:
-            raise ServiceError(422, "invalid_request", f"sampling.max_tokens: {exc}", "sampling.max_tokens") from None
+            raise HttpError(422, "invalid_request", f"sampling.max_tokens: {exc}", "sampling.max_tokens") from None
         if fitted.truncated:
             self.metrics.truncations.labels(self.spec.role).inc()
         return fitted
@@ -145,10 +146,10 @@ class RoleRunner:
                         yield encode_event("result", body.model_dump(mode="json"))
                         return
                     event = await anext(events, None)
-            except (EngineUnavailable, EngineRequestError, ServiceError) as exc:
+            except (EngineError, HttpError) as exc:
                 err = as_service_error(exc)
                 self.metrics.count_error(self.spec.path, err.type)
-                yield encode_event("error", error_body(err.type, err.message, err.field))
+                yield encode_event("error", err.body())
 
 
 async def warm_up(spec: RoleSpec, settings: ServiceSettings, deployment: Deployment) -> None:

@@ -1,5 +1,6 @@
 """Role-service settings: ``UMI_*`` environment variables, or the same names as flags
-(``umi serve planner --model DIR --engine transformers``; flags win over the environment).
+(``umi serve planner --model DIR --engine transformers``; flags win over the environment;
+``umi.settings_cli`` builds the flags). Every setting is listed in docs/configuration.md.
 """
 
 from __future__ import annotations
@@ -9,37 +10,32 @@ import shutil
 from collections.abc import Sequence
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from umi.engines import EngineOptions
 from umi.format.templates import DEFAULT_SYSTEM_PREFIX, PromptVariant
+from umi.settings_cli import SettingsProblem, load, settings_parser
 
 EngineKind = Literal["vllm", "transformers", "url"]
 SwapStrategy = Literal["blue_green", "in_place"]
 
 
-class SettingsProblem(Exception):
-    """Settings that cannot start a service; the message is one line for the operator."""
-
-
 class ServiceSettings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="UMI_",
-        cli_kebab_case=True,
-        cli_implicit_flags=True,
-        cli_exit_on_error=False,
-        extra="ignore",
-    )
+    model_config = SettingsConfigDict(env_prefix="UMI_", extra="ignore")
 
     # --- what to serve
     engine: Literal["auto", "vllm", "transformers", "url"] = Field(
         "auto", description="vllm, transformers or url; auto: vllm when it is installed and a GPU is visible, else transformers"
     )
-    model: str | None = Field(None, description="the weights: a local model directory or a hub id (the base model for LoRA)")
+    model: str | None = Field(
+        None,
+        description="the weights: a local model directory or a hub id (the base model for LoRA); required, "
+        "except by the url engine, which needs it or UMI_TOKENIZER",
+    )
     model_name: str | None = Field(None, description="the name responses report (default: the last part of UMI_MODEL)")
     model_version: str | None = Field(
-        None, description="the version responses report (default: a fingerprint of the weight files)"
+        None, description="the version responses report (default: training.json's version, else a fingerprint of the weight files)"
     )
     tokenizer: str | None = Field(None, description="where to load the tokenizer from (default: UMI_MODEL)")
     engine_url: str | None = Field(None, description="the OpenAI-compatible server of the url engine")
@@ -49,11 +45,11 @@ class ServiceSettings(BaseSettings):
         None, description="the engine executable, shell-quoted (default: `vllm`, or this environment's `transformers`)"
     )
     engine_host: str = Field("127.0.0.1", description="address the engine subprocess binds")
-    engine_port: int = Field(0, ge=0, le=65535, description="port of the first engine subprocess (0: a free port)")
+    engine_port: int = Field(0, ge=0, le=65535, description="port of the first engine subprocess (0: a free port; blue/green engines take free ports)")
 
     # --- prompts and sampling
     prompt_variant: PromptVariant = Field("toolbench", description="template variant: toolbench or toolalpaca")
-    system_prefix: str = Field(DEFAULT_SYSTEM_PREFIX, description="text before every prompt (training used 'system: ')")
+    system_prefix: str = Field(DEFAULT_SYSTEM_PREFIX, description="text before every prompt (what training used; '' for the reference inference)")
     max_model_len: int | None = Field(
         None, ge=16, description="context length in tokens (default: the model's max_position_embeddings); also vLLM --max-model-len"
     )
@@ -64,7 +60,7 @@ class ServiceSettings(BaseSettings):
     # --- vLLM
     dtype: str | None = Field(None, description="--dtype for the engine (vllm, transformers)")
     tensor_parallel_size: int | None = Field(None, ge=1, description="vllm --tensor-parallel-size")
-    gpu_memory_utilization: float | None = Field(None, gt=0, le=1, description="vllm --gpu-memory-utilization")
+    gpu_memory_utilization: float | None = Field(None, gt=0, le=1, description="vllm --gpu-memory-utilization (this engine's share of the GPU)")
     enable_lora: bool = Field(False, description="vllm --enable-lora and runtime LoRA loading (LoRA swaps)")
     max_loras: int | None = Field(None, ge=1, description="vllm --max-loras")
     max_lora_rank: int | None = Field(None, ge=1, description="vllm --max-lora-rank")
@@ -80,11 +76,12 @@ class ServiceSettings(BaseSettings):
     engine_start_timeout_s: float = Field(900.0, gt=0, description="engine start until /health answers 200")
     engine_stop_grace_s: float = Field(15.0, gt=0, description="SIGTERM to SIGKILL")
     request_timeout_s: float = Field(300.0, gt=0, description="one generation at most")
+    max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="largest request body; 413 above")
     health_interval_s: float = Field(2.0, gt=0, description="engine health probe period")
     health_failures: int = Field(3, ge=1, description="failed probes in a row before the engine counts as dead")
     restart_backoff_s: float = Field(1.0, ge=0, description="first restart delay; doubles up to 30 s")
     retry_after_s: int = Field(5, ge=1, description="Retry-After before any engine start time is known")
-    log_level: Literal["critical", "error", "warning", "info", "debug"] = Field("info", description="log level")
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = Field("info", description="log level (debug shows the engine's output)")
 
     @model_validator(mode="after")
     def _consistent(self) -> ServiceSettings:
@@ -141,18 +138,7 @@ def detect_engine_kind() -> EngineKind:
     return "vllm" if shutil.which("vllm") and gpu_visible() else "transformers"
 
 
-def _one_line(exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"])
-    message = first["msg"].removeprefix("Value error, ")
-    return f"{('UMI_' + where.upper() + ': ') if where else ''}{message}"
-
-
 def load_settings(args: Sequence[str] = (), prog: str = "umi serve ROLE") -> ServiceSettings:
     """Settings from the environment and ``args`` (flags). Raises :class:`SettingsProblem`."""
-    try:
-        return ServiceSettings(_cli_parse_args=list(args), _cli_prog_name=prog)  # type: ignore[call-arg]
-    except ValidationError as exc:
-        raise SettingsProblem(_one_line(exc)) from None
-    except SettingsError as exc:
-        raise SettingsProblem(str(exc)) from None
+    parser = settings_parser(ServiceSettings, prog)
+    return load(ServiceSettings, parser.given(parser.parse_args(list(args))))

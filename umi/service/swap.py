@@ -1,49 +1,52 @@
 """Weights: the serving deployment, and replacing it while traffic flows.
 
-Strategies (one swap at a time; a second one gets 409):
+Strategies (one swap at a time; a second one gets 409), each a unit in umi/service/strategies/
+that this manager picks by name:
 
-blue_green  full weights: start a second engine on the new weights, gate it on /health and a
-            warm-up generation, switch new requests to it atomically, let in-flight requests
-            finish on the old one (drain, with a timeout), stop the old engine.
-in_place    full weights on one vLLM engine (no room for two copies): pause new requests (they
-            queue, they do not fail), drain, sleep/reload/wake the engine on the new weights,
-            warm up, switch, resume. On failure the old weights are reloaded.
-lora        a LoRA adapter on vLLM: load it under a new versioned name, warm it up, switch the
-            role's alias (the adapter name requests use), drain, unload the old adapter.
+blue_green  full weights: a second engine on the new weights, gated on /health and a warm-up
+            generation; switch; drain; stop the old engine.
+in_place    full weights on one engine that reloads in place (vLLM sleep mode): pause new
+            requests (they queue), drain, reload, warm up, switch, resume; on failure the old
+            weights are reloaded.
+lora        a LoRA adapter on an engine that loads them: load under a new versioned name, warm
+            up, switch the role's alias, drain, unload the old adapter.
 reuse       the target is what the engine already holds (rolling back from an adapter to its
             base): warm up and switch, no new engine.
 
+Which one: ``lora`` for an adapter; ``reuse`` when the target is the current base weights and
+the engine is ready; else the request's strategy, or UMI_SWAP_STRATEGY. A strategy the engine
+lacks the capability for is refused (422) before anything happens.
+
 Anything that fails before the switch refuses the swap: the old weights keep serving and
-nothing in flight is touched.
+nothing in flight is touched. After the switch the manager drains the old deployment (up to the
+drain timeout) and the strategy releases what only the old weights used.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from typing import Literal
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
 from pydantic import BaseModel
 
-from umi.engines import Engine, EngineRequestError, EngineStartError, EngineState, EngineUnavailable, VllmEngine
+from umi.engines import Engine, EngineState, EngineUnavailable
 from umi.roleapi import ModelInfo
 from umi.service.deployment import Deployment
 from umi.service.engine_factory import EngineFactory
-from umi.service.errors import ServiceError
+from umi.http_errors import HttpError
 from umi.service.metrics import ServiceMetrics
 from umi.service.prompt_fit import PromptFitter
 from umi.service.settings import ServiceSettings, SwapStrategy
+from umi.service.strategies import STRATEGIES, StrategyName, SwapJob
 from umi.service.weights import WeightsKind, WeightsProblem, WeightsRef, check_weights_path, weights_ref
 
 log = logging.getLogger("umi.service")
 
-StrategyName = Literal["blue_green", "in_place", "lora", "reuse"]
 WarmUp = Callable[[Deployment], Awaitable[None]]
 HISTORY_LIMIT = 20
 START_RETRY_MAX_S = 30.0
@@ -80,7 +83,8 @@ def _ms(seconds: float) -> float:
 
 
 class WeightsManager:
-    """Owns the current deployment, the engines, the swap lock and the in-place pause gate."""
+    """Owns the current deployment, the engines, the swap lock and the in-place pause gate; the
+    :class:`~umi.service.strategies.SwapHost` of the strategies it runs."""
 
     def __init__(
         self, role: str, settings: ServiceSettings, factory: EngineFactory, warm_up: WarmUp, metrics: ServiceMetrics
@@ -122,26 +126,26 @@ class WeightsManager:
         weights = self.initial_weights()
         delay = self.settings.restart_backoff_s or 1.0
         while True:
-            engine = self._new_engine(weights)
+            engine = self.new_engine(weights)
             deployment = Deployment(engine, weights, weights, self.fitter, engine.served_model)
             try:
                 await engine.start()
                 await self.warm_up(deployment)
             except Exception as exc:  # noqa: BLE001 - keep trying; /ready says 503 meanwhile
                 log.error("%s: the engine did not start: %s; retrying in %.0fs", self.role, exc, delay)
-                await self._stop_engine(engine)
+                await self.stop_engine(engine)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, START_RETRY_MAX_S)
                 continue
-            self._switch(deployment)
+            self.switch(deployment)
             log.info("%s: serving %s version %s on the %s engine", self.role, weights.name, weights.version, engine.kind)
             return
 
     async def close(self) -> None:
         self._not_paused.set()
-        await asyncio.gather(*(self._stop_engine(e) for e in list(self._engines)), return_exceptions=True)
+        await asyncio.gather(*(self.stop_engine(e) for e in list(self._engines)), return_exceptions=True)
 
-    def _new_engine(self, weights: WeightsRef) -> Engine:
+    def new_engine(self, weights: WeightsRef) -> Engine:
         engine = self.factory(weights)
         self._engines.add(engine)
 
@@ -153,7 +157,7 @@ class WeightsManager:
         engine.add_restart_listener(lambda: self.metrics.engine_restarts.labels(self.role).inc())
         return engine
 
-    async def _stop_engine(self, engine: Engine) -> None:
+    async def stop_engine(self, engine: Engine) -> None:
         self._engines.discard(engine)
         await engine.stop()
 
@@ -195,10 +199,19 @@ class WeightsManager:
             deployment.leave()
             self.metrics.in_flight.labels(self.role).dec()
 
-    def _switch(self, deployment: Deployment) -> None:
+    def switch(self, deployment: Deployment) -> None:
         self.current = deployment
         self.metrics.set_weights(deployment.weights.name, deployment.weights.version, deployment.weights.kind)
         self.metrics.set_engine_state(deployment.engine.state.value)
+
+    @contextmanager
+    def pause(self) -> Iterator[None]:
+        """New requests wait in :meth:`serving` (up to ``pause_timeout_s``) while inside."""
+        self._not_paused.clear()
+        try:
+            yield
+        finally:
+            self._not_paused.set()
 
     # --------------------------------------------------------------- swaps
     async def swap(
@@ -214,13 +227,12 @@ class WeightsManager:
     ) -> SwapReport:
         async with self._exclusive():
             current = self._require_current()
-            self._check_request(kind, strategy, engine_url)
+            self._check_request(current, kind, strategy, engine_url)
             try:
                 check_weights_path(path, kind)
             except WeightsProblem as exc:
-                requested = "lora" if kind == "lora" else strategy or self.settings.swap_strategy
-                self.metrics.swaps.labels(self.role, requested, "refused").inc()
-                raise ServiceError(422, "weights_not_found", str(exc), field="path") from None
+                self.metrics.swaps.labels(self.role, self._requested(kind, strategy), "refused").inc()
+                raise HttpError(422, "weights_not_found", str(exc), field="path") from None
             target = weights_ref(path, kind, name, version, engine_url)
             report = await self._apply(current, target, self._strategy_for(current, target, strategy), tokenizer, drain_timeout_s)
             self.history.append(current.weights)
@@ -231,7 +243,7 @@ class WeightsManager:
         async with self._exclusive():
             current = self._require_current()
             if not self.history:
-                raise ServiceError(409, "no_previous_weights", "there are no previous weights to roll back to")
+                raise HttpError(409, "no_previous_weights", "there are no previous weights to roll back to")
             target = self.history.pop()
             try:
                 report = await self._apply(current, target, self._strategy_for(current, target, None), None, drain_timeout_s)
@@ -246,39 +258,31 @@ class WeightsManager:
         if self._lock.locked():
             target = self.progress.target if self.progress else None
             what = f" (to {target.name} {target.version})" if target else ""
-            raise ServiceError(409, "swap_in_progress", f"another weight swap is in progress{what}; try again when it ends")
+            raise HttpError(409, "swap_in_progress", f"another weight swap is in progress{what}; try again when it ends")
         async with self._lock:
             yield
 
     def _require_current(self) -> Deployment:
         if self.current is None:
-            raise ServiceError(503, "engine_unavailable", "the service is still starting", headers={"Retry-After": str(self.retry_after_s())})
+            raise HttpError(503, "engine_unavailable", "the service is still starting", headers={"Retry-After": str(self.retry_after_s())})
         return self.current
 
-    def _check_request(self, kind: WeightsKind, strategy: SwapStrategy | None, engine_url: str | None) -> None:
+    def _requested(self, kind: WeightsKind, strategy: SwapStrategy | None) -> StrategyName:
+        return "lora" if kind == "lora" else strategy or self.settings.swap_strategy
+
+    def _check_request(self, current: Deployment, kind: WeightsKind, strategy: SwapStrategy | None, engine_url: str | None) -> None:
         engine_kind = self.factory.kind
         if engine_url and engine_kind != "url":
-            raise ServiceError(422, "invalid_request", f"engine_url is for the url engine; this service runs {engine_kind}", "engine_url")
-        if kind == "lora" and not self._vllm_with("supports_lora"):
-            raise ServiceError(422, "lora_unsupported", "LoRA swaps need the vllm engine with UMI_ENABLE_LORA=true", "kind")
-        if kind == "full" and (strategy or self.settings.swap_strategy) == "in_place" and not self._vllm_with("supports_in_place"):
-            raise ServiceError(
-                422, "in_place_unsupported", "in-place swaps need the vllm engine with UMI_ENABLE_SLEEP_MODE=true", "strategy"
-            )
-
-    def _vllm_with(self, capability: str) -> bool:
-        engine = self.current.engine if self.current else None
-        return isinstance(engine, VllmEngine) and bool(getattr(engine, capability))
+            raise HttpError(422, "invalid_request", f"engine_url is for the url engine; this service runs {engine_kind}", "engine_url")
+        STRATEGIES[self._requested(kind, strategy)].check(current.engine)
 
     def _strategy_for(self, current: Deployment, target: WeightsRef, requested: SwapStrategy | None) -> StrategyName:
-        if target.kind == "lora":
-            return "lora"
         same_base = (target.path, target.version, target.engine_url) == (
             current.base.path, current.base.version, current.base.engine_url
         )
-        if same_base and current.engine.state is EngineState.READY:
+        if target.kind == "full" and same_base and current.engine.state is EngineState.READY:
             return "reuse"
-        return requested or self.settings.swap_strategy
+        return self._requested(target.kind, requested)
 
     async def _apply(
         self,
@@ -288,28 +292,24 @@ class WeightsManager:
         tokenizer: str | None,
         drain_timeout_s: float | None,
     ) -> SwapReport:
-        drain_timeout = drain_timeout_s or self.settings.drain_timeout_s
+        unit = STRATEGIES[strategy]
+        job = SwapJob(current, target, tokenizer, drain_timeout_s or self.settings.drain_timeout_s)
         started = time.perf_counter()
         self.progress = SwapProgress(target=target, strategy=strategy, phase="preparing", started_at=time.time())
         log.info("%s: swapping %s %s -> %s %s (%s)", self.role, current.weights.name, current.weights.version,
                  target.name, target.version, strategy)
         try:
             try:
-                if strategy == "in_place":
-                    new, ready_at, switched_at = await self._in_place(current, target, tokenizer, drain_timeout)
-                else:
-                    new = await self._prepare(current, target, strategy, tokenizer)
-                    ready_at = time.perf_counter()
-                    self._switch(new)
-                    switched_at = time.perf_counter()
-            except ServiceError:
+                switched = await unit.run(self, job)
+            except HttpError:
                 self.metrics.swaps.labels(self.role, strategy, "refused").inc()
                 raise
-            self._phase("draining")
-            drained = await current.drained(drain_timeout)
+            new, ready_at, switched_at = switched.new, switched.ready_at_s, switched.switched_at_s
+            self.phase("draining")
+            drained = await current.drained(job.drain_timeout_s)
             abandoned = current.in_flight
             drained_at = time.perf_counter()
-            await self._release(current, new)
+            await unit.release(self, current, new)
         finally:
             self.progress = None
         finished = time.perf_counter()
@@ -335,128 +335,10 @@ class WeightsManager:
                  strategy, report.timings.ready_to_switch_ms)
         return report
 
-    def _phase(self, phase: str) -> None:
+    def phase(self, phase: str) -> None:
         if self.progress is not None:
             self.progress = self.progress.model_copy(update={"phase": phase})
 
-    async def _target_fitter(self, current: Deployment, target: WeightsRef, tokenizer: str | None) -> PromptFitter:
-        if target.kind == "lora" and tokenizer is None:
-            return current.fitter
-        self._phase("loading tokenizer")
-        try:
-            return await self.load_fitter(tokenizer or target.path, target.path if target.kind == "full" else current.base.path)
-        except Exception as exc:  # noqa: BLE001 - any loader failure refuses the swap
-            raise ServiceError(
-                422, "weights_load_failed", f"the tokenizer of {tokenizer or target.path} does not load: {exc}",
-                "tokenizer" if tokenizer else "path",
-            ) from None
-
-    async def _warm(self, deployment: Deployment) -> None:
-        self._phase("warming up")
-        try:
-            await self.warm_up(deployment)
-        except Exception as exc:  # noqa: BLE001 - whatever fails the warm-up refuses the swap
-            raise ServiceError(422, "warmup_failed", f"the warm-up generation on the new weights failed: {exc}") from None
-
-    async def _prepare(self, current: Deployment, target: WeightsRef, strategy: StrategyName, tokenizer: str | None) -> Deployment:
-        fitter = await self._target_fitter(current, target, tokenizer)
-        if strategy == "reuse":
-            engine = current.engine
-            new = Deployment(engine, target, current.base, fitter, engine.served_model)
-            await self._warm(new)
-            return new
-        if strategy == "lora":
-            return await self._prepare_adapter(current, target, fitter)
-        return await self._prepare_engine(target, fitter)
-
-    async def _prepare_engine(self, target: WeightsRef, fitter: PromptFitter) -> Deployment:
-        self._phase("starting engine")
-        engine = self._new_engine(target)
-        new = Deployment(engine, target, target, fitter, engine.served_model)
-        try:
-            try:
-                await engine.start()
-            except EngineStartError as exc:
-                raise ServiceError(422, "weights_load_failed", f"the new engine did not start on {target.path}: {exc}", "path") from None
-            await self._warm(new)
-        except BaseException:
-            await self._stop_engine(engine)
-            raise
-        return new
-
-    def _adapter_name(self, version: str) -> str:
+    def adapter_name(self, version: str) -> str:
         alias = self.settings.lora_alias or self.role
         return _ADAPTER_NAME.sub("-", f"{alias}-{version}-{next(self._adapter_seq)}")
-
-    async def _prepare_adapter(self, current: Deployment, target: WeightsRef, fitter: PromptFitter) -> Deployment:
-        engine = current.engine
-        assert isinstance(engine, VllmEngine)
-        engine.check_ready()
-        name = self._adapter_name(target.version)
-        self._phase(f"loading adapter {name}")
-        try:
-            await engine.load_lora(name, target.path)
-        except EngineRequestError as exc:
-            raise ServiceError(422, "weights_load_failed", f"the adapter {target.path} does not load: {exc}", "path") from None
-        new = Deployment(engine, target, current.base, fitter, name, adapter=name)
-        try:
-            await self._warm(new)
-        except BaseException:
-            with contextlib.suppress(Exception):
-                await engine.unload_lora(name)
-            raise
-        return new
-
-    async def _in_place(
-        self, current: Deployment, target: WeightsRef, tokenizer: str | None, drain_timeout: float
-    ) -> tuple[Deployment, float, float]:
-        engine = current.engine
-        assert isinstance(engine, VllmEngine)
-        engine.check_ready()
-        fitter = await self._target_fitter(current, target, tokenizer)
-        self._phase("pausing")
-        self._not_paused.clear()  # new requests queue from here
-        try:
-            if not await current.drained(drain_timeout):
-                raise ServiceError(
-                    409, "drain_timeout",
-                    f"{current.in_flight} requests were still running after {drain_timeout:.0f}s; the weights were not replaced",
-                )
-            self._phase("reloading weights")
-            new = Deployment(engine, target, target, fitter, engine.served_model)
-            try:
-                await engine.reload_weights(target.path)
-                await self._warm(new)
-            except (EngineRequestError, EngineUnavailable, ServiceError) as exc:
-                await self._restore_in_place(engine, current)
-                if isinstance(exc, ServiceError):
-                    raise
-                raise ServiceError(422, "weights_load_failed", f"the engine did not reload {target.path}: {exc}", "path") from None
-            ready_at = time.perf_counter()
-            self._switch(new)
-            return new, ready_at, time.perf_counter()
-        finally:
-            self._not_paused.set()
-
-    async def _restore_in_place(self, engine: VllmEngine, previous: Deployment) -> None:
-        self._phase("restoring the old weights")
-        try:
-            await engine.reload_weights(previous.base.path)
-            await self.warm_up(previous)
-        except Exception as exc:  # noqa: BLE001 - the last resort is a restart on the old weights
-            log.error("%s: restoring %s in place failed (%s); restarting the engine", self.role, previous.base.path, exc)
-            engine.model_path = previous.base.path
-            if engine.process is not None:
-                await engine.process.stop(engine.options.stop_grace_s)  # the supervisor restarts it
-
-    async def _release(self, old: Deployment, new: Deployment) -> None:
-        if old.engine is not new.engine:
-            self._phase("stopping the old engine")
-            await self._stop_engine(old.engine)
-        elif old.adapter and old.adapter != new.adapter:
-            self._phase(f"unloading adapter {old.adapter}")
-            assert isinstance(old.engine, VllmEngine)
-            try:
-                await old.engine.unload_lora(old.adapter)
-            except (EngineRequestError, EngineUnavailable) as exc:
-                log.warning("%s: unloading adapter %s failed: %s", self.role, old.adapter, exc)

@@ -1,9 +1,13 @@
-"""Chats in Redis: a hash per chat plus an append-only stream of its steps.
+"""The Redis backend of the chat store: a hash per chat plus an append-only stream of its steps.
+
+This module alone knows the keys, the hash fields and the Lua scripts; the rules every backend
+keeps are in ``orchestrator.store.base``.
 
 Keys (``P`` is ``UMI_KEY_PREFIX``):
 
     P chat:<id>          hash    status, request, fingerprint, metadata, owner, answer, error,
                                  pending, next_index, lease_token, lease_owner, lease_until,
+                                 create_id,
                                  model:<role>, tool:<step> (tool-call idempotency record),
                                  last_write, created_at, updated_at
     P chat:<id>:steps    stream  one entry per step, id ``<index>-1``, field ``s`` = the step JSON
@@ -24,7 +28,7 @@ import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from enum import IntEnum
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
@@ -36,13 +40,39 @@ from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from orchestrator.metrics import Metrics
-from orchestrator.models import ChatDoc, Step, chat_usage
+from orchestrator.models import ChatError, PendingToolCall, Step
+from orchestrator.store.base import (
+    ChatGone,
+    ChatUpdate,
+    ClaimedChat,
+    Created,
+    IndexConflict,
+    Lease,
+    LeaseLost,
+    NewChat,
+    NotInStatus,
+    StoreUnavailable,
+    StoredChat,
+    metadata_json,
+)
 
 T = TypeVar("T")
 
 # ---------------------------------------------------------------- Lua
 
-_NOW = """
+
+class Rejection(IntEnum):
+    """Why a script refused a write: the first element of its reply (success is 1)."""
+
+    LEASE_LOST = -1
+    CHAT_GONE = -2
+    INDEX_CONFLICT = -3
+    NOT_IN_STATUS = -4
+
+
+_CODES = "local " + ", ".join(r.name for r in Rejection) + " = " + ", ".join(str(r.value) for r in Rejection) + "\n"
+
+_NOW = _CODES + """
 local _t = redis.call('TIME')
 local now = tonumber(_t[1]) * 1000 + math.floor(tonumber(_t[2]) / 1000)
 """
@@ -88,12 +118,12 @@ return {1, 1, now}
 #       n step JSONs, field pairs...
 _APPEND = _NOW + _WRITE_STEPS + """
 local cur = redis.call('HMGET', KEYS[1], 'lease_token', 'next_index', 'last_write', 'status')
-if not cur[1] then return {-2} end
+if not cur[1] then return {CHAT_GONE} end
 if cur[3] == ARGV[8] then return {1, tonumber(cur[2]), now} end
-if cur[1] ~= ARGV[3] then return {-1, cur[1]} end
-if cur[4] ~= 'running' then return {-4, cur[4]} end
+if cur[1] ~= ARGV[3] then return {LEASE_LOST, cur[1]} end
+if cur[4] ~= 'running' then return {NOT_IN_STATUS, cur[4]} end
 local nxt = tonumber(cur[2])
-if nxt ~= tonumber(ARGV[4]) then return {-3, nxt} end
+if nxt ~= tonumber(ARGV[4]) then return {INDEX_CONFLICT, nxt} end
 local n = tonumber(ARGV[5])
 redis.call('HSET', KEYS[1], 'next_index', nxt + n, 'updated_at', now, 'last_write', ARGV[8])
 write_steps(nxt, n, 9)
@@ -113,11 +143,11 @@ return {1, nxt + n, now}
 #       n step JSONs, field pairs...
 _RESUME = _NOW + _WRITE_STEPS + """
 local cur = redis.call('HMGET', KEYS[1], 'status', 'next_index', 'last_write', 'lease_token')
-if not cur[1] then return {-2} end
+if not cur[1] then return {CHAT_GONE} end
 if cur[3] == ARGV[7] then return {1, tonumber(cur[4]), tonumber(cur[2])} end
-if cur[1] ~= 'requires_action' then return {-4, cur[1]} end
+if cur[1] ~= 'requires_action' then return {NOT_IN_STATUS, cur[1]} end
 local nxt = tonumber(cur[2])
-if nxt ~= tonumber(ARGV[5]) then return {-3, nxt} end
+if nxt ~= tonumber(ARGV[5]) then return {INDEX_CONFLICT, nxt} end
 local n = tonumber(ARGV[6])
 local token = redis.call('HINCRBY', KEYS[1], 'lease_token', 1)
 redis.call('HSET', KEYS[1], 'status', 'running', 'next_index', nxt + n, 'updated_at', now, 'last_write', ARGV[7])
@@ -228,106 +258,66 @@ class ScriptPipeline:
             return list(await pipe.execute(raise_on_error=False))
 
 
-# ---------------------------------------------------------------- errors
-
-
-class StoreError(Exception):
-    pass
-
-
-class StoreUnavailable(StoreError):
-    """Redis did not answer (connection refused, reset, timeout)."""
-
-
-class ChatGone(StoreError):
-    """The chat was deleted or expired."""
-
-
-class LeaseLost(StoreError):
-    """Another process holds the chat now: this one must not write."""
-
-
-class IndexConflict(StoreError):
-    """The chat already has a step at the index this writer expected to write."""
-
-
-class NotInStatus(StoreError):
-    def __init__(self, status: str):
-        super().__init__(f"the chat is {status}")
-        self.status = status
-
-
-_REJECTIONS: dict[int, type[StoreError]] = {-1: LeaseLost, -2: ChatGone, -3: IndexConflict}
+# ---------------------------------------------------------------- replies and fields
 
 
 def _check(reply: Sequence[Any]) -> Sequence[Any]:
     code = int(reply[0])
-    if code == -4:
+    if code == Rejection.NOT_IN_STATUS:
         raise NotInStatus(str(reply[1]))
-    if code < 0:
-        raise _REJECTIONS[code](f"rejected by Redis: {list(reply)}")
+    if code == Rejection.LEASE_LOST:
+        raise LeaseLost(f"the chat's fencing token is {reply[1]} now")
+    if code == Rejection.CHAT_GONE:
+        raise ChatGone("the chat does not exist")
+    if code == Rejection.INDEX_CONFLICT:
+        raise IndexConflict(f"the chat's next step index is {reply[1]}")
     return reply
 
 
-# ---------------------------------------------------------------- data
+def _new_chat_args(chat: NewChat) -> list[Any]:
+    return ["request", chat.request.model_dump_json(), "fingerprint", chat.fingerprint,
+            "metadata", metadata_json(chat.request), "owner", chat.owner]  # fmt: skip
 
 
-@dataclass
-class StoredChat:
-    chat_id: str
-    fields: dict[str, str]
-    steps: list[Step] = field(default_factory=list)
-
-    @property
-    def status(self) -> str:
-        return self.fields.get("status", "")
-
-    @property
-    def next_index(self) -> int:
-        return int(self.fields.get("next_index", "0"))
-
-    def json_field(self, name: str, default: Any = None) -> Any:
-        raw = self.fields.get(name)
-        return default if raw is None else json.loads(raw)
-
-    def tool_record(self, index: int) -> str | None:
-        return self.fields.get(f"tool:{index}")
-
-    def models(self) -> dict[str, str]:
-        return {k.removeprefix("model:"): v for k, v in self.fields.items() if k.startswith("model:")}
-
-    def to_doc(self) -> ChatDoc:
-        """The API document; ``steps`` are those that were loaded."""
-        return ChatDoc(
-            chat_id=self.chat_id,
-            status=self.status,
-            answer=self.fields.get("answer"),
-            steps=self.steps,
-            pending_tool_calls=self.json_field("pending", []),
-            models=self.models(),
-            usage=chat_usage(self.steps),
-            error=self.json_field("error"),
-            metadata=self.json_field("metadata", {}),
-            created_at=int(self.fields.get("created_at", "0")) / 1000,
-            updated_at=int(self.fields.get("updated_at", "0")) / 1000,
-        )
-
-
-@dataclass
-class Created:
-    created: bool
-    token: int = 0
-    fingerprint: str = ""
-    owner: str = ""
-    at: float = 0.0  # Redis time of the creation, seconds
-
-
-def _fields_args(fields: Mapping[str, Any]) -> list[Any]:
+def _update_args(update: ChatUpdate | None) -> list[Any]:
+    """The hash field pairs of an update (the field names live here and in ``_stored`` only)."""
+    if update is None:
+        return []
     args: list[Any] = []
-    for key, value in fields.items():
-        args.append(key)
-        args.append(value if isinstance(value, str | int | float) else json.dumps(value))
+    if update.status is not None:
+        args += ["status", update.status]
+    if update.answer is not None:
+        args += ["answer", update.answer]
+    if update.error is not None:
+        args += ["error", update.error.model_dump_json()]
+    if update.pending is not None:
+        args += ["pending", json.dumps([p.model_dump() for p in update.pending])]
+    for role, version in update.models.items():
+        args += [f"model:{role}", version]
+    for index, record in update.tool_calls.items():
+        args += [f"tool:{index}", record]
     return args
+
+
+def _stored(chat_id: str, fields: Mapping[str, str], steps: list[Step]) -> StoredChat:
+    error, pending = fields.get("error"), fields.get("pending")
+    return StoredChat(
+        chat_id=chat_id,
+        status=fields.get("status", ""),
+        next_index=int(fields.get("next_index", "0")),
+        owner=fields.get("owner", ""),
+        request_json=fields.get("request", "{}"),
+        metadata=json.loads(fields.get("metadata", "{}")),
+        answer=fields.get("answer"),
+        error=None if error is None else ChatError.model_validate_json(error),
+        pending=[] if pending is None else [PendingToolCall.model_validate(p) for p in json.loads(pending)],
+        models={k.removeprefix("model:"): v for k, v in fields.items() if k.startswith("model:")},
+        tool_calls={int(k.removeprefix("tool:")): v for k, v in fields.items() if k.startswith("tool:")},  # type: ignore[misc]
+        lease_owner=fields.get("lease_owner"),
+        created_at=int(fields.get("created_at", "0")) / 1000,
+        updated_at=int(fields.get("updated_at", "0")) / 1000,
+        steps=steps,
+    )
 
 
 def _steps_args(steps: Sequence[Step]) -> list[str]:
@@ -355,7 +345,9 @@ def connect(url: str, timeout_s: float, max_connections: int) -> aioredis.Redis:
     return aioredis.Redis(connection_pool=pool)
 
 
-class ChatStore:
+class RedisChatStore:
+    """The chat store on Redis (``orchestrator.store.base.ChatStore``)."""
+
     def __init__(
         self, client: aioredis.Redis, prefix: str, ttl_s: int, lease_ttl_s: float, metrics: Metrics,
         blocking: aioredis.Redis | None = None,
@@ -399,58 +391,43 @@ class ChatStore:
 
     # ------------------------------------------------------------ writes
 
-    async def create(self, chat_id: str, owner: str, fields: Mapping[str, Any]) -> Created:
-        args = [chat_id, owner, self.lease_ms, self.ttl_s, uuid.uuid4().hex, *_fields_args(fields)]
+    async def create(self, chat_id: str, lease_owner: str, chat: NewChat) -> Created:
+        args = [chat_id, lease_owner, self.lease_ms, self.ttl_s, uuid.uuid4().hex, *_new_chat_args(chat)]
         reply = await self._op("create", lambda: self.pipeline.call(self._create, self._keys(chat_id), args), True)
         if int(reply[0]) == 0:
             return Created(created=False, fingerprint=str(reply[1]), owner=str(reply[2]))
         return Created(created=True, token=int(reply[1]), at=int(reply[2]) / 1000)
 
     async def append(
-        self,
-        chat_id: str,
-        owner: str,
-        token: int,
-        expected_index: int,
-        steps: Sequence[Step],
-        fields: Mapping[str, Any] | None = None,
-        *,
-        release: bool = False,
-        write_id: str | None = None,
-    ) -> tuple[int, float]:
-        """Write steps (maybe none) and chat fields at once; returns the next index and the
-        Redis time of the write (seconds).
-
-        ``release`` gives the lease up (the chat stops running). The same ``write_id`` makes a
-        retried write idempotent.
-        """
+        self, chat_id: str, lease: Lease, expected_index: int, steps: list[Step],
+        update: ChatUpdate | None = None, *, write_id: str | None = None,
+    ) -> tuple[int, float]:  # fmt: skip
+        release = update is not None and update.settles
         args = [
-            chat_id, owner, token, expected_index, len(steps), self.ttl_s,
+            chat_id, lease.owner, lease.token, expected_index, len(steps), self.ttl_s,
             0 if release else self.lease_ms, write_id or uuid.uuid4().hex,
-            *_steps_args(steps), *_fields_args(fields or {}),
+            *_steps_args(steps), *_update_args(update),
         ]  # fmt: skip
         reply = _check(await self._op("append", lambda: self.pipeline.call(self._append, self._keys(chat_id), args), True))
         return int(reply[1]), int(reply[2]) / 1000
 
     async def resume_with_outputs(
-        self, chat_id: str, owner: str, expected_index: int, steps: Sequence[Step], write_id: str
+        self, chat_id: str, lease_owner: str, expected_index: int, steps: list[Step], write_id: str
     ) -> int:
-        """requires_action -> running with the client's observations; returns the new token."""
-        args = [chat_id, owner, self.lease_ms, self.ttl_s, expected_index, len(steps), write_id, *_steps_args(steps)]
+        args = [chat_id, lease_owner, self.lease_ms, self.ttl_s, expected_index, len(steps), write_id, *_steps_args(steps)]
         reply = await self._op("resume", lambda: self._resume(keys=self._keys(chat_id), args=args))
         return int(_check(reply)[1])
 
-    async def claim_expired(self, owner: str, limit: int) -> list[tuple[str, int]]:
-        args = [owner, self.lease_ms, limit, self.prefix]
+    async def claim_expired(self, lease_owner: str, limit: int) -> list[ClaimedChat]:
+        args = [lease_owner, self.lease_ms, limit, self.prefix]
         flat = await self._op("claim", lambda: self._claim(keys=[self.running_key], args=args))
-        return [(str(flat[i]), int(flat[i + 1])) for i in range(0, len(flat), 2)]
+        return [ClaimedChat(str(flat[i]), int(flat[i + 1])) for i in range(0, len(flat), 2)]
 
-    async def renew(self, owner: str, leases: Mapping[str, int]) -> list[str]:
-        """Extend this process's leases; returns the chats whose lease another process took."""
+    async def renew(self, lease_owner: str, leases: dict[str, int]) -> list[str]:
         if not leases:
             return []
         keys = [self.chat_key(chat_id) for chat_id in leases] + [self.running_key]
-        args: list[Any] = [owner, self.lease_ms]
+        args: list[Any] = [lease_owner, self.lease_ms]
         for chat_id, token in leases.items():
             args += [chat_id, token]
         return [str(x) for x in await self._op("renew", lambda: self._renew(keys=keys, args=args))]
@@ -467,7 +444,7 @@ class ChatStore:
     # ------------------------------------------------------------ reads
 
     async def load(self, chat_id: str, after: int = -1) -> StoredChat | None:
-        """The chat's fields and its steps after index ``after``, in one round trip."""
+        """The chat's hash and its steps after index ``after``, in one round trip."""
 
         async def run() -> list[Any]:
             async with self.redis.pipeline(transaction=False) as pipe:
@@ -478,10 +455,9 @@ class ChatStore:
         fields, entries = await self._op("load", run)
         if not fields:
             return None
-        return StoredChat(chat_id=chat_id, fields=fields, steps=_parse_steps(entries))
+        return _stored(chat_id, fields, _parse_steps(entries))
 
     async def wait_for_steps(self, chat_id: str, after: int, block_ms: int) -> list[Step]:
-        """Steps after index ``after``; blocks up to ``block_ms`` for the next one."""
         start = f"{after}-1" if after >= 0 else "0-0"
         reply = await self._op("wait", lambda: self.blocking.xread({self.steps_key(chat_id): start}, block=block_ms))
         return _parse_steps(reply[0][1]) if reply else []

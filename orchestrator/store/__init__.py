@@ -1,0 +1,31 @@
+"""Where chats live: the ``ChatStore`` seam and its backends.
+
+``base`` holds the protocol, its typed values and errors, and the rules every backend keeps;
+``redis_store`` the production backend (``RedisChatStore``: keys, fields and Lua scripts);
+``memory`` an in-process backend with the same rules (``InMemoryChatStore``) for fast tests.
+"""
+
+from orchestrator.store.base import (
+    ChatGone,
+    ChatStore,
+    ChatUpdate,
+    ClaimedChat,
+    Created,
+    IndexConflict,
+    Lease,
+    LeaseLost,
+    NewChat,
+    NotInStatus,
+    StoreError,
+    StoreUnavailable,
+    StoredChat,
+    ToolCallRecord,
+)
+from orchestrator.store.memory import InMemoryChatStore
+from orchestrator.store.redis_store import RedisChatStore, connect
+
+__all__ = [
+    "ChatGone", "ChatStore", "ChatUpdate", "ClaimedChat", "Created", "IndexConflict", "InMemoryChatStore", "Lease",
+    "LeaseLost", "NewChat", "NotInStatus", "RedisChatStore", "StoreError", "StoreUnavailable", "StoredChat",
+    "ToolCallRecord", "connect",
+]  # fmt: skip
