@@ -70,10 +70,7 @@ class ChatLoop:
 
         ``token`` may still be a future (the chat is being created): the first role request
         goes out meanwhile, and nothing is written before the token is known."""
-        writer = StepWriter(
-            state, self.store, self.owner, token, hub=self.hub, metrics=self.metrics,
-            write_retry_s=self.settings.write_retry_s, single_model=self.settings.single_model,
-        )  # fmt: skip
+        writer = self._writer(state, token)
         bind(chat_id=state.chat_id)
         try:
             while state.status == "running":
@@ -101,6 +98,18 @@ class ChatLoop:
         finally:
             writer.cancel()
         return state.doc()
+
+    def _writer(self, state: ChatState, token: int | asyncio.Future[int]) -> StepWriter:
+        return StepWriter(
+            state, self.store, self.owner, token, hub=self.hub, metrics=self.metrics,
+            write_retry_s=self.settings.write_retry_s, single_model=self.settings.single_model,
+        )  # fmt: skip
+
+    async def fail(self, state: ChatState, token: int, error: ChatError) -> None:
+        """End a running chat ``failed`` with ``error``, nothing else run (raises Detached if refused)."""
+        writer = self._writer(state, token)
+        state.error = error
+        await writer.write([], ChatUpdate(status="failed", error=error))
 
     # ------------------------------------------------------------ role calls
 

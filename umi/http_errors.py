@@ -107,9 +107,12 @@ def field_path(loc: Sequence[int | str], body: Any = None) -> str:
     ``tools[0].function.name``; ``("body",)`` -> ``body``.
 
     With the request ``body``, the steps pydantic adds that are not in it are left out: the
-    member of a union it tried (``tools[0].OpenAITool.function`` -> ``tools[0].function``).
+    member of a union it tried (``tools[0].OpenAITool.function`` -> ``tools[0].function``). A
+    bad dict key is named by the key itself (``headers.Bad Name``, not ``headers.Bad Name.[key]``).
     """
     parts = list(loc[1:]) if loc and loc[0] in _SOURCES else list(loc)
+    if parts and parts[-1] == "[key]":
+        parts.pop()
     out, node = "", body
     for i, part in enumerate(parts):
         if body is not None and i < len(parts) - 1:
