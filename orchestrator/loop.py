@@ -10,6 +10,7 @@ backbone answer becomes a planner step plus a caller or summarizer step.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import Protocol
@@ -94,6 +95,12 @@ class ChatLoop:
                     await writer.write([], ChatUpdate(status="failed", error=error))
         except Detached as exc:
             log.warning("chat detached from this process: %s", exc)
+            raise
+        except Exception:
+            # A crash: what was done is written before the chat restarts (a tool's observation
+            # written behind must not be lost, or an idempotent tool would run again).
+            with contextlib.suppress(Exception):
+                await writer.flush()
             raise
         finally:
             writer.cancel()
