@@ -33,7 +33,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Header, Path, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
@@ -56,6 +56,7 @@ _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 _KEEPALIVE = b": keepalive\n\n"
 _CHAT_ERRORS = error_responses(401, 403, 404, 422, 500, 503)  # a chat's routes: key, loop guard, chat, Redis
 _LOOP_GUARD = LOOP_GUARD_HEADER.lower().encode()
+_STREAMED = {"content": {MEDIA_TYPE: {"schema": {"type": "string", "description": "SSE: chat, token, step, done, error"}}}}
 CHAT_ID_HEADER = "X-Chat-Id"
 """The response header of a streamed answer that names its chat."""
 ChatIdPath = Path(pattern=CHAT_ID_PATTERN, max_length=128, description="1-128 of A-Z a-z 0-9 _ -, first a letter or digit")
@@ -177,7 +178,7 @@ def create_app(
 
         return StreamingResponse(body(), media_type=MEDIA_TYPE, headers={**_SSE_HEADERS, CHAT_ID_HEADER: chat_id})
 
-    @app.post("/chat", response_model=ChatDoc, responses=error_responses(401, 403, 409, 413, 422, 500, 503))
+    @app.post("/chat", response_model=ChatDoc, responses={200: _STREAMED, **error_responses(401, 403, 409, 413, 422, 500, 503)})
     async def create_chat(body: ChatRequest, request: Request) -> Response:
         o = orch(request)
         chat_id, sub = await o.chats.create(body, principal(request))
@@ -193,7 +194,7 @@ def create_app(
 
     @app.post(
         "/chat/{chat_id}/tool_outputs", response_model=ChatDoc,
-        responses=error_responses(401, 403, 404, 409, 413, 422, 500, 503),
+        responses={200: _STREAMED, **error_responses(401, 403, 404, 409, 413, 422, 500, 503)},
     )  # fmt: skip
     async def tool_outputs(body: ToolOutputsRequest, request: Request, chat_id: str = ChatIdPath) -> Response:
         o = orch(request)
@@ -203,7 +204,7 @@ def create_app(
         doc = await o.chats.wait(chat_id)
         return Response(doc.model_dump_json(), media_type="application/json")
 
-    @app.get("/chat/{chat_id}/events", responses=_CHAT_ERRORS)
+    @app.get("/chat/{chat_id}/events", response_class=StreamingResponse, responses={200: _STREAMED, **_CHAT_ERRORS})
     async def chat_events(
         request: Request, chat_id: str = ChatIdPath, last_event_id: str | None = Header(default=None)
     ) -> StreamingResponse:
@@ -239,7 +240,7 @@ def create_app(
         mode = "single-model" if settings.single_model else "multi-llm"
         return JSONResponse({"status": "ready", "redis": "ok", "mode": mode, "roles": o.roles.urls_in_use()})
 
-    @app.get("/metrics", responses=error_responses(401, 403, 500))
+    @app.get("/metrics", response_class=PlainTextResponse, responses=error_responses(401, 403, 500))
     async def metrics(request: Request) -> Response:
         if settings.admin_token and not principal(request).admin:
             raise HttpError(401, "unauthorized", "GET /metrics needs the admin token (UMI_ADMIN_TOKEN)")
