@@ -33,7 +33,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Header, Path, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
@@ -48,7 +48,7 @@ from orchestrator.settings import Settings
 from orchestrator.store import ChatStore, RedisChatStore, StoreUnavailable, connect
 from orchestrator.supervisor import Supervisor, process_owner
 from orchestrator.tools import LOOP_GUARD_HEADER, StackEndpoints, ToolRunner, stack_urls
-from umi.http_errors import ASGIApp, BodyLimit, HttpError, error_body, error_responses, install_error_handlers
+from umi.http_errors import PROMETHEUS_TEXT, ASGIApp, BodyLimit, HttpError, error_body, error_responses, install_error_handlers
 from umi.sse import MEDIA_TYPE, encode_event
 
 log = logging.getLogger("umi.orchestrator")
@@ -204,7 +204,7 @@ def create_app(
         doc = await o.chats.wait(chat_id)
         return Response(doc.model_dump_json(), media_type="application/json")
 
-    @app.get("/chat/{chat_id}/events", response_class=StreamingResponse, responses={200: _STREAMED, **_CHAT_ERRORS})
+    @app.get("/chat/{chat_id}/events", responses={200: _STREAMED, **_CHAT_ERRORS})
     async def chat_events(
         request: Request, chat_id: str = ChatIdPath, last_event_id: str | None = Header(default=None)
     ) -> StreamingResponse:
@@ -240,7 +240,7 @@ def create_app(
         mode = "single-model" if settings.single_model else "multi-llm"
         return JSONResponse({"status": "ready", "redis": "ok", "mode": mode, "roles": o.roles.urls_in_use()})
 
-    @app.get("/metrics", response_class=PlainTextResponse, responses=error_responses(401, 403, 500))
+    @app.get("/metrics", responses={200: PROMETHEUS_TEXT, **error_responses(401, 403, 500)})
     async def metrics(request: Request) -> Response:
         if settings.admin_token and not principal(request).admin:
             raise HttpError(401, "unauthorized", "GET /metrics needs the admin token (UMI_ADMIN_TOKEN)")

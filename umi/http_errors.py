@@ -65,6 +65,13 @@ _DESCRIPTIONS = {
 }
 
 
+PROMETHEUS_TEXT: dict[str, Any] = {
+    "description": "Prometheus metrics (text exposition format)",
+    "content": {"text/plain": {"schema": {"type": "string"}}},
+}
+"""The 200 answer of a ``/metrics`` route in ``responses=`` (so that OpenAPI names its media type)."""
+
+
 class ErrorDetail(BaseModel):
     type: str
     message: str
