@@ -10,6 +10,7 @@ backbone answer becomes a planner step plus a caller or summarizer step.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import Protocol
@@ -70,10 +71,7 @@ class ChatLoop:
 
         ``token`` may still be a future (the chat is being created): the first role request
         goes out meanwhile, and nothing is written before the token is known."""
-        writer = StepWriter(
-            state, self.store, self.owner, token, hub=self.hub, metrics=self.metrics,
-            write_retry_s=self.settings.write_retry_s, single_model=self.settings.single_model,
-        )  # fmt: skip
+        writer = self._writer(state, token)
         bind(chat_id=state.chat_id)
         try:
             while state.status == "running":
@@ -98,9 +96,27 @@ class ChatLoop:
         except Detached as exc:
             log.warning("chat detached from this process: %s", exc)
             raise
+        except Exception:
+            # A crash: what was done is written before the chat restarts (a tool's observation
+            # written behind must not be lost, or an idempotent tool would run again).
+            with contextlib.suppress(Exception):
+                await writer.flush()
+            raise
         finally:
             writer.cancel()
         return state.doc()
+
+    def _writer(self, state: ChatState, token: int | asyncio.Future[int]) -> StepWriter:
+        return StepWriter(
+            state, self.store, self.owner, token, hub=self.hub, metrics=self.metrics,
+            write_retry_s=self.settings.write_retry_s, single_model=self.settings.single_model,
+        )  # fmt: skip
+
+    async def fail(self, state: ChatState, token: int, error: ChatError) -> None:
+        """End a running chat ``failed`` with ``error``, nothing else run (raises Detached if refused)."""
+        writer = self._writer(state, token)
+        state.error = error
+        await writer.write([], ChatUpdate(status="failed", error=error))
 
     # ------------------------------------------------------------ role calls
 
