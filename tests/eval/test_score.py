@@ -13,14 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FIXTURES
 from umi.cli import main
 from umi.eval.gold import gold_steps
 from umi.eval.predictions import Prediction
 from umi.eval.score import ScoreError, score
 from umi.format import load_trajectories
 
-CASES = FIXTURES / "eval_cases.json"
+CASES = Path(__file__).parents[1] / "fixtures" / "eval_cases.json"
 PERFECT = 2 / (2 + 1e-8)  # the rouge package's F of identical texts
 
 # The paper's protocol: caller and summarizer records only where the planner decided so.

@@ -6,15 +6,16 @@ import argparse
 import asyncio
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from umi.eval.chats import load_suite, run_suite
-from umi.eval.gold import gold_steps
-from umi.eval.predictions import Prediction, PredictionsFileError, Protocol, dump_predictions, load_predictions
+from umi.eval.gold import GoldStep, gold_steps
+from umi.eval.predictions import Prediction, PredictionRole, PredictionsFileError, Protocol, dump_predictions, load_predictions
 from umi.eval.report import markdown_table, run_name, write_report
 from umi.eval.score import ScoreError, ScoreResult, score
-from umi.eval.steps import first_asks, follow_up_asks, run_requests, to_request
+from umi.eval.steps import Ask, first_asks, follow_up_asks, run_requests, to_request
 from umi.format import TrajectoryFileError, load_trajectories
 
 MULTI, SINGLE = "multi-model", "single-model"
@@ -30,13 +31,16 @@ def _print_outputs(paths: dict[str, Path], runs: dict[str, ScoreResult]) -> None
     print("wrote " + ", ".join(str(p) for p in paths.values()))
 
 
-def _ask(steps: Any, mode: str, protocol: Protocol, urls: dict[str, str], sampling: dict[str, Any], args: argparse.Namespace, name: str) -> list[Prediction]:
+def _ask(
+    steps: Sequence[GoldStep], mode: str, protocol: Protocol, urls: dict[PredictionRole, str],
+    sampling: dict[str, Any], args: argparse.Namespace, name: str,
+) -> list[Prediction]:
     """The predictions of one run: the planner (or backbone) first, then what its decisions ask."""
 
-    def send(asks: Any, label: str) -> list[Prediction]:
+    def send(asks: Sequence[Ask], label: str) -> list[Prediction]:
         requests = [to_request(a, sampling) for a in asks]
         return asyncio.run(
-            run_requests(requests, urls, concurrency=args.concurrency, timeout_s=args.timeout, progress=not args.quiet, label=label)  # type: ignore[arg-type]
+            run_requests(requests, urls, concurrency=args.concurrency, timeout_s=args.timeout, progress=not args.quiet, label=label)
         )
 
     first = send(first_asks(steps, mode), f"{name}: {'backbone' if mode == 'single' else 'planner'}")
@@ -58,7 +62,7 @@ def _cmd_steps(args: argparse.Namespace) -> int:
     sampling: dict[str, Any] = {"temperature": args.temperature, "max_tokens": args.max_tokens}
     runs: dict[str, ScoreResult] = {}
     predictions: dict[str, list[dict[str, Any]]] = {}
-    plans = []
+    plans: list[tuple[str, dict[PredictionRole, str]]] = []
     if all(multi):
         plans.append(("multi", {"planner": args.planner, "caller": args.caller, "summarizer": args.summarizer}))
     if args.backbone:
