@@ -263,7 +263,14 @@ def test_umi_eval_steps_against_the_running_role_services(
         assert metrics["plan_acc"] is not None and metrics["act_em"] is not None
     predictions = tmp_path / "eval.multi.predictions.json"
     records = json.loads(predictions.read_text(encoding="utf-8"))
-    assert len(records) == 5 + 2 + 1 and all(r["model"]["version"] == "v1" for r in records)
+    assert all(r["model"]["version"] == "v1" for r in records)
+    # the paper's protocol: the caller or summarizer only where the planner decided so
+    decided = {r["id"]: parse_planner(r["text"]).next for r in records if r["role"] == "planner"}
+    asked = {"caller": "caller", "conclusion": "summarizer", "give_up": None}
+    assert len(decided) == 5
+    assert sorted((r["id"], r["role"]) for r in records if r["role"] != "planner") == sorted(
+        (i, asked[d]) for i, d in decided.items() if asked[d] is not None
+    )
     capsys.readouterr()
     rescored = tmp_path / "rescored.json"
     assert main(["eval", "score", "--gold", str(trajectories_path), "--pred", str(predictions), "--out", str(rescored)]) == 0
