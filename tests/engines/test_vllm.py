@@ -108,14 +108,17 @@ def test_vllm_command_line_and_environment() -> None:
     engine = VllmEngine("/models/caller-7b", EngineOptions(), launch, flags)
     assert engine.command() == [
         "vllm", "serve", "/models/caller-7b", "--host", "127.0.0.1", "--port", "8101", "--dtype", "bfloat16",
-        "--served-model-name", "caller", "--tensor-parallel-size", "2", "--gpu-memory-utilization", "0.3",
+        "--served-model-name", "caller", "--generation-config", "vllm", "--tensor-parallel-size", "2", "--gpu-memory-utilization", "0.3",
         "--max-model-len", "4096", "--enable-lora", "--max-loras", "4", "--max-lora-rank", "64",
         "--enable-sleep-mode", "--enforce-eager",
     ]
     assert engine.environment() == {"VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True", "VLLM_SERVER_DEV_MODE": "1"}
     plain = VllmEngine("m", EngineOptions(), LaunchSpec(port=1, command=("python", "x.py")), VllmFlags(served_model_name="p"))
-    assert plain.command() == ["python", "x.py", "serve", "m", "--host", "127.0.0.1", "--port", "1", "--served-model-name", "p"]
-    assert plain.environment() == {}
+    assert plain.command() == [
+        "python", "x.py", "serve", "m", "--host", "127.0.0.1", "--port", "1", "--served-model-name", "p",
+        "--generation-config", "vllm",
+    ]
+    assert plain.environment() == {} and plain.unset_environment() == ("VLLM_API_KEY",)
 
 
 def test_transformers_command_line() -> None:
@@ -140,7 +143,7 @@ def test_vllm_serve_gets_the_settings_as_flags(vllm_service: ServiceMaker, tiny_
         assert pairs["--dtype"] == "float16" and pairs["--max-lora-rank"] == "16"
         assert {"--enable-lora", "--enable-sleep-mode"} <= set(argv)
         assert state["unknown_args"] == ["--enforce-eager"]  # UMI_ENGINE_ARGS, passed through
-        assert state["env"] == {"lora_runtime": True, "dev_mode": True}
+        assert state["env"] == {"lora_runtime": True, "dev_mode": True, "api_key": False}
 
         r = client.post("/v1/plan", json=PLAN)
         assert r.status_code == 200, r.text
@@ -227,7 +230,7 @@ def test_a_second_swap_during_a_slow_load_is_409(vllm_service: ServiceMaker, tmp
 
 
 def test_in_place_swap_queues_requests_during_the_pause(vllm_service: ServiceMaker, tiny_models: dict[str, Path]) -> None:
-    with vllm_service(engine_args="--fake-token-delay 0.01 --fake-reload-delay 1.5") as client:
+    with vllm_service(enable_lora=False, engine_args="--fake-token-delay 0.01 --fake-reload-delay 1.5") as client:
         pid = admin_status(client)["engine"]["pid"]
         during: dict[str, httpx.Response] = {}
 
@@ -252,23 +255,23 @@ def test_in_place_swap_queues_requests_during_the_pause(vllm_service: ServiceMak
         assert state["pid"] == pid and state["model_path"] == str(tiny_models["v2"])
         assert state["completions_while_sleeping"] == 0
         assert admin_calls(state, "sleep", "wake_up", "collective_rpc", "reset_prefix_cache") == [
-            ("sleep", 2), ("wake_up", ["weights"]), ("collective_rpc", "update_config"),
-            ("collective_rpc", "reload_weights"), ("wake_up", ["kv_cache"]), ("reset_prefix_cache", None),
+            ("sleep", 2), ("wake_up", ["weights"]), ("collective_rpc", "reload_weights"),
+            ("wake_up", ["kv_cache"]), ("reset_prefix_cache", None),
         ]
-        assert state["calls"][2]["args"] == [{"model_config": {"model": str(tiny_models["v2"])}}]
+        assert state["calls"][2]["kwargs"] == {"weights_path": str(tiny_models["v2"])}  # the documented form
 
 
 def test_in_place_swap_that_fails_to_load_restores_the_old_weights(
     vllm_service: ServiceMaker, tiny_models: dict[str, Path], tmp_path: Path
 ) -> None:
     bad = marked_copy(tiny_models["v2"], tmp_path / "v2-bad", "FAKE_LOAD_FAILS")
-    with vllm_service() as client:
+    with vllm_service(enable_lora=False) as client:
         r = swap(client, path=str(bad), strategy="in_place")
         assert r.status_code == 422 and r.json()["error"]["type"] == "weights_load_failed"
         state = fake_state(client)
         assert state["model_path"] == str(tiny_models["v1"]) and state["sleeping"] is False
-        reloads = [c["args"] for c in state["calls"] if c.get("method") == "update_config"]
-        assert reloads == [[{"model_config": {"model": str(bad)}}], [{"model_config": {"model": str(tiny_models["v1"])}}]]
+        reloads = [c["kwargs"]["weights_path"] for c in state["calls"] if c.get("method") == "reload_weights"]
+        assert reloads == [str(bad), str(tiny_models["v1"])]
         ok = client.post("/v1/plan", json=PLAN)
         assert ok.status_code == 200 and ok.json()["model"]["version"] == "v1"
 
@@ -331,7 +334,8 @@ def test_swaps_the_engine_cannot_do_are_refused(vllm_service: ServiceMaker, tmp_
         r = swap(client, path=str(tiny_models["v2"]), engine_url="http://127.0.0.1:1")
         assert r.status_code == 422 and r.json()["error"]["field"] == "engine_url"
         state = fake_state(client)
-        assert state["env"] == {"lora_runtime": False, "dev_mode": False} and "--enable-lora" not in state["argv"]
+        assert state["env"] == {"lora_runtime": False, "dev_mode": False, "api_key": False}
+        assert "--enable-lora" not in state["argv"]
 
 
 def test_blue_green_drains_in_flight_requests_on_the_old_engine(vllm_service: ServiceMaker, tiny_models: dict[str, Path]) -> None:
