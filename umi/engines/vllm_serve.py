@@ -172,21 +172,22 @@ class VllmEngine(SupervisedEngine):
         """Replace the base weights inside the running engine (sleep level 2, reload, wake).
 
         Raises :class:`EngineRequestError` when a call fails, or when the probe generation answers
-        exactly as before the reload (the engine kept its old weights).
+        exactly as before the reload (the engine kept its old weights). Reloading the weights the
+        engine holds (restoring them after a failed swap) is not checked: its output need not change.
         """
-        before = await self._probe()
+        changing = model_path != self.model_path
+        before = await self._probe() if changing else None
         await self._post("/sleep", params={"level": 2})
         await self._post("/wake_up", params={"tags": "weights"})
         await self._post("/collective_rpc", {"method": "reload_weights", "kwargs": {"weights_path": model_path}})
         await self._post("/wake_up", params={"tags": "kv_cache"})
         await self._post("/reset_prefix_cache")
-        self.model_path = model_path  # a restart loads these weights
-        after = await self._probe()
-        if before is not None and after == before:
+        if before is not None and await self._probe() == before:
             raise EngineRequestError(
                 f"vLLM reported {model_path} reloaded, but the probe generation answers exactly as before: "
                 "the old weights still serve (vLLM #32718, #48312)", 500,
             )
+        self.model_path = model_path  # a restart loads these weights
 
     async def _probe(self) -> tuple[str, tuple[float | None, ...] | None] | None:
         """The greedy probe's text and log-probabilities; None when it fails (asleep, or weights already gone)."""
