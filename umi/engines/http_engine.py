@@ -74,7 +74,8 @@ class HttpEngine(Engine):
         try:
             completion = await self.client.complete(model, prompt, params)
         except EngineError as exc:
-            raise await self._request_failed(exc) from exc
+            await self._request_failed(exc)
+            raise
         self._timeouts = 0
         return completion
 
@@ -84,30 +85,28 @@ class HttpEngine(Engine):
             async for event in self.client.stream(model, prompt, params):
                 yield event
         except EngineError as exc:
-            raise await self._request_failed(exc) from exc
+            await self._request_failed(exc)
+            raise
         self._timeouts = 0
 
-    async def _request_failed(self, exc: EngineError) -> EngineError:
-        """What a failed request raises: ``exc``, or :class:`EngineUnavailable` when the engine is dead.
+    async def _request_failed(self, exc: EngineError) -> None:
+        """Note a failed request; raise :class:`EngineUnavailable` (from ``exc``) when the engine is dead.
 
         A 5xx answer (or an in-stream error) probes ``/health`` at once: vLLM answers 500 when its
         engine core died and then exits, so a failing probe means the engine is gone now.
         """
         if isinstance(exc, EngineTimeout):
             self._timeouts += 1
-            self._probe_now.set()
-            return exc
         if isinstance(exc, EngineUnavailable):
             self._probe_now.set()
-            return exc
+            return
         if isinstance(exc, EngineRequestError) and exc.status >= 500 and not await self.client.health():
             if self.state is EngineState.READY:
                 log.error("%s engine at %s failed a request (%s) and its /health fails: it is dead", self.kind, self.base_url, exc)
                 self._dead = True
                 self._set_state(EngineState.UNAVAILABLE)
                 self._probe_now.set()
-            return EngineUnavailable(f"the engine failed ({exc}) and is being restarted", self.retry_after_s())
-        return exc
+            raise EngineUnavailable(f"the engine failed ({exc}) and is being restarted", self.retry_after_s()) from exc
 
     # --------------------------------------------------------------- health
     async def wait_healthy(self, timeout_s: float, process: EngineProcess | None = None) -> None:
