@@ -25,6 +25,8 @@ from umi.format.tools import OpenAITool, ToolBenchAPI, ToolDoc, to_tooldocs
 from umi.format.turns import Turn
 
 ToolSpec = OpenAITool | ToolDoc | ToolBenchAPI
+# vLLM takes a seed that fits in int64 (vllm/entrypoints/openai/protocol.py: torch.iinfo(torch.long)).
+SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1
 
 
 class SamplingParams(BaseModel):
@@ -34,7 +36,7 @@ class SamplingParams(BaseModel):
     temperature: float | None = Field(default=None, ge=0.0, le=5.0)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
     max_tokens: int | None = Field(default=None, ge=1, le=32768)
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=SEED_MIN, le=SEED_MAX, description="an int64: vLLM's range")
 
 
 class _RoleRequest(BaseModel):

@@ -128,7 +128,7 @@ def create_app(spec: RoleSpec, settings: ServiceSettings, factory: EngineFactory
         }
         if manager.ready():
             return JSONResponse(body)
-        not_ready = error_body("engine_unavailable", f"the engine is not ready: {state}")
+        not_ready = error_body("engine_unavailable", f"the engine is not ready: {manager.failure or state}")
         return JSONResponse({**not_ready, **body}, status_code=503, headers={"Retry-After": str(manager.retry_after_s())})
 
     @app.get("/metrics", summary="Prometheus metrics", responses={200: PROMETHEUS_TEXT, **error_responses(500)})
