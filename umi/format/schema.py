@@ -245,14 +245,15 @@ class _Converter:
     def _shape(self, flat: dict[str, Any], resolver: _Resolver, path: str, depth: int) -> Shape:
         options = self._options(flat)
         own = {k: v for k, v in flat.items() if k not in _OPTIONS}
-        if options and not any(k in own for k in _TYPED):
+        if options and (not any(k in own for k in _TYPED) or (own.get("type") == "object" and "properties" not in own)):
             return self._union(own, options, resolver, path, depth)
-        if options and ("properties" in own or own.get("type") == "object"):
-            own["properties"] = dict(own.get("properties") or {})
-            for member in options:
-                inner = self.shape_source(member, resolver, path)
-                for name, sub in (inner.get("properties") or {}).items():
-                    own["properties"].setdefault(name, sub)
+        shape = self._typed(own, resolver, path, depth)
+        if options and shape.type == "object":  # its own fields, then what its variants add
+            variants = self._union({}, options, resolver, path, depth)
+            shape.notes.extend(variants.notes)
+        return shape
+
+    def _typed(self, own: dict[str, Any], resolver: _Resolver, path: str, depth: int) -> Shape:
         kind = own.get("type")
         if isinstance(kind, list):
             kinds = [str(k) for k in kind if k != "null"]
@@ -371,10 +372,16 @@ def schema_input(parameters: Mapping[str, Any]) -> dict[str, str]:
     entered: list[int] = []
     root, resolver, _ = converter.flatten(parameters, converter.resolver, "", entered)
     props: dict[str, Any] = dict(root.get("properties") or {}) if isinstance(root.get("properties"), Mapping) else {}
+    # The arguments of every variant of a root union; one named in several variants differently
+    # reads as the union of its schemas.
     for member in converter._options(root):
         inner = converter.shape_source(member, resolver, "")
         for name, sub in (inner.get("properties") or {}).items():
-            props.setdefault(name, sub)
+            if name not in props:
+                props[name] = sub
+            elif props[name] != sub:
+                known = props[name].get("anyOf") if isinstance(props[name], Mapping) and set(props[name]) == {"anyOf"} else None
+                props[name] = {"anyOf": [*(known or [props[name]]), sub]}
     inputs: dict[str, str] = {}
     for arg, schema in props.items():
         shape = converter.shape(schema, resolver, str(arg), 0)
