@@ -16,7 +16,9 @@ c. ``select_tools``: the tools most relevant to the user's turns, the planner's 
    thought are kept, ranked by BM25 (``rank_bm25.BM25Okapi`` over each ToolDoc's name, function
    and input; ties keep the request's order; the reference's ToolBench pipeline also retrieved
    its APIs). Tools already called in the history are always kept, and at least one tool. The
-   kept tools keep the request's order, whole: the tool list is never cut in a doc.
+   kept tools keep the request's order, whole: the tool list is never cut in a doc. When no
+   number of tools makes the prompt fit (the history alone is too long), the history keeps up to
+   half the budget and the tools as many as fit in the rest.
 d. ``cut_history``: the history text is cut from the left at a token boundary (the reference's
    left cut, applied to the history only): the template's header and the tool list stay whole.
    Only when the header, tools and the rest do not fit without any history is the whole prompt
@@ -330,7 +332,12 @@ class PromptFitter:
 
         # The most tools that fit: the smallest number of tools left out.
         out = _smallest(0, len(tools) - floor, lambda m: job.fits(kept(len(tools) - m)))
+        if out is None:  # the history will be cut: it keeps up to half the budget, the tools the rest
+            reserve = min(self.count(role_history(parts.role, parts.history), False), job.budget // 2)
+            out = _smallest(0, len(tools) - floor, lambda m: self.count(kept(len(tools) - m).render("")) + reserve <= job.budget)
         n = floor if out is None else len(tools) - out
+        if n == len(tools):
+            return
         job.parts = kept(n)
         job.actions.append("select_tools")
         job.record["tools_kept"] = n
