@@ -12,6 +12,9 @@ With ``"stream": true`` a generating endpoint answers ``text/event-stream``: ``t
 whole response body, or one ``error`` event ``{"error": {...}}``.
 Errors are JSON ``{"error": {"type": str, "message": str, "field": str | null}}``; an engine
 that is not ready answers 503 with ``Retry-After``.
+Every response (and ``/v1/render``) carries ``fit``: a ``PromptFit`` when the prompt rendered from
+the request had to be made to fit the context, null when it fit whole (an optional field: old
+clients ignore it).
 """
 
 from __future__ import annotations

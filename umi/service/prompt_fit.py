@@ -18,7 +18,8 @@ c. ``select_tools``: the tools most relevant to the user's turns, the planner's 
    its APIs). Tools already called in the history are always kept, and at least one tool. The
    kept tools keep the request's order, whole: the tool list is never cut in a doc. When no
    number of tools makes the prompt fit (the history alone is too long), the history keeps up to
-   half the budget and the tools as many as fit in the rest.
+   half the budget and the tools as many as fit in the rest (then even called tools may be left
+   out, the least relevant first, down to one).
 d. ``cut_history``: the history text is cut from the left at a token boundary (the reference's
    left cut, applied to the history only): the template's header and the tool list stay whole.
    Only when the header, tools and the rest do not fit without any history is the whole prompt
@@ -334,7 +335,9 @@ class PromptFitter:
         out = _smallest(0, len(tools) - floor, lambda m: job.fits(kept(len(tools) - m)))
         if out is None:  # the history will be cut: it keeps up to half the budget, the tools the rest
             reserve = min(self.count(role_history(parts.role, parts.history), False), job.budget // 2)
-            out = _smallest(0, len(tools) - floor, lambda m: self.count(kept(len(tools) - m).render("")) + reserve <= job.budget)
+            # Called tools too many for that: the header and the tool list stay whole, with fewer of them.
+            out = _smallest(0, len(tools) - 1, lambda m: self.count(kept(len(tools) - m).render("")) + reserve <= job.budget)
+            floor = 1
         n = floor if out is None else len(tools) - out
         if n == len(tools):
             return
