@@ -145,8 +145,8 @@ def test_long_history_is_cut_after_the_header_and_tools_to_fit_the_context(clien
     truncations = metric_value(client, "umi_prompt_truncations_total")
     g = client.post("/v1/plan", json={**body, "sampling": SHORT})
     assert g.status_code == 200, g.text
-    assert g.json()["fit"] == client.post("/v1/render", json={**body, "sampling": SHORT}).json()["fit"]
     assert metric_value(client, "umi_prompt_truncations_total") == truncations + 1
+    assert g.json()["fit"] == client.post("/v1/render", json={**body, "sampling": SHORT}).json()["fit"]
 
 
 def test_stream_sends_tokens_then_the_result(clients: dict[str, httpx.Client]) -> None:

@@ -70,7 +70,7 @@ class Shape:
     def text(self) -> str:
         return " ".join(p for p in (self.description, *self.notes) if p)
 
-    def field(self, name: str) -> str:
+    def as_field(self, name: str) -> str:
         text = self.text()
         return f"{name} ({self.type}{', ' + text if text else ''})"
 
@@ -356,7 +356,7 @@ class _Converter:
     def _object(self, own: Mapping[str, Any], shape: Shape, resolver: _Resolver, path: str, depth: int) -> None:
         props = own.get("properties")
         if isinstance(props, Mapping) and props:
-            fields = [self.shape(sub, resolver, f"{path}.{name}", depth + 1).field(str(name)) for name, sub in props.items()]
+            fields = [self.shape(sub, resolver, f"{path}.{name}", depth + 1).as_field(str(name)) for name, sub in props.items()]
             shape.notes.append("Fields: " + "; ".join(fields) + ".")
         extra = own.get("additionalProperties")
         if isinstance(extra, Mapping) and extra:
@@ -387,9 +387,3 @@ def schema_input(parameters: Mapping[str, Any]) -> dict[str, str]:
         shape = converter.shape(schema, resolver, str(arg), 0)
         inputs[str(arg)] = f"{shape.type}, {shape.text()}"
     return inputs
-
-
-def schema_shape(schema: Mapping[str, Any], root: Mapping[str, Any] | None = None) -> Shape:
-    """One schema's shape (references resolved inside ``root``, by default the schema itself)."""
-    converter = _Converter(root if root is not None else schema)
-    return converter.shape(schema, converter.resolver, "", 0)
