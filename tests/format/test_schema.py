@@ -251,3 +251,11 @@ def test_the_conversion_is_deterministic() -> None:
     schema = {"$defs": {"Spot": SPOT}, "properties": {"a": {"anyOf": [{"$ref": "#/$defs/Spot"}, {"type": "integer"}]}}}
     renders = {json.dumps(schema_input(json.loads(json.dumps(schema)))) for _ in range(5)}
     assert len(renders) == 1
+
+
+def test_a_long_definition_is_written_out_once_per_tool_and_referred_to_after() -> None:
+    big = {"type": "object", "properties": {f"field_{i}": {"type": "string", "description": "x" * 40} for i in range(12)}}
+    schema = {"$defs": {"Big": big}, "properties": {"a": {"$ref": "#/$defs/Big"}, "b": {"type": "array", "items": {"$ref": "#/$defs/Big"}}}}
+    rendered = schema_input(schema)
+    assert rendered["a"].count("field_") == 12
+    assert rendered["b"] == "array of object, Same fields as a."

@@ -18,7 +18,10 @@ training), and recursively for nested fields:
   replaced by its target; the property's own keywords (its description) win over the target's.
   A reference met again inside its own expansion is not expanded again: it reads
   ``Recursive: same fields as <path>.`` where ``<path>`` is the dotted path first expanded.
-  A reference that does not resolve (another document) reads as an empty schema.
+  A reference whose target renders longer than ``REPEAT_AFTER_CHARS`` is written out once per
+  tool; later references to it read ``Same fields as <path>.`` (shared definitions would otherwise
+  multiply a doc's size: one real API's tool rendered 1.7 MB). A reference that does not resolve
+  (another document) reads as an empty schema.
 - ``allOf`` members are merged into one schema (first value wins, properties and required united).
 - ``anyOf``/``oneOf``: ``null`` members are dropped (a nullable union reads as its other member,
   pydantic's ``Optional``); members that are all constants merge into one ``One of:`` list
@@ -53,6 +56,7 @@ from referencing.jsonschema import DRAFT202012, specification_with
 
 MAX_ARG_DESCRIPTION_CHARS = 256
 MAX_DEPTH = 16
+REPEAT_AFTER_CHARS = 512
 _UNKNOWN_TYPE = "string"
 _OPTIONS = ("anyOf", "oneOf")
 _Resolver = Any  # a referencing Resolver (the package exports no public name for it), or None
@@ -124,6 +128,8 @@ def _merge(schemas: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """``allOf`` (and a ``$ref`` with its siblings): first value wins; properties and required unite."""
     out: dict[str, Any] = {}
     for schema in schemas:
+        if not isinstance(schema, Mapping):  # a boolean schema adds nothing to read
+            continue
         for key, value in schema.items():
             if key == "properties" and isinstance(value, Mapping):
                 props = dict(out.get("properties") or {})
@@ -150,6 +156,8 @@ class _Converter:
         except Exception:  # a root that is not a resource (a non-string $id): no references resolve
             self.resolver = None
         self.expanding: dict[int, str] = {}  # id of a reference's target -> the path that expands it
+        self.rendered: dict[int, tuple[str, Shape]] = {}  # long targets written out: where, and how
+        self.cut_deep = 0  # schemas rendered as their type alone for the depth limit
 
     # ---------------------------------------------------------------- resolution
     def _sub(self, resolver: _Resolver, schema: Mapping[str, Any]) -> _Resolver:
@@ -214,8 +222,18 @@ class _Converter:
             if recursive is not None:
                 return Shape(self._type_only(flat), _description(flat), [f"Recursive: same fields as {recursive}."])
             if depth > MAX_DEPTH:
+                self.cut_deep += 1
                 return Shape(self._type_only(flat), _description(flat))
-            return self._shape(flat, resolver, path, depth)
+            target = entered[0] if entered else None
+            if target in self.rendered:  # a long definition already written out once in this tool
+                first, shape = self.rendered[target]
+                return Shape(shape.type, _description(flat), [f"Same fields as {first}."])
+            cut_before = self.cut_deep
+            shape = self._shape(flat, resolver, path, depth)
+            # Only a whole rendering is referred to (one cut by the depth limit is not).
+            if target is not None and self.cut_deep == cut_before and len(shape.text()) > REPEAT_AFTER_CHARS:
+                self.rendered[target] = (path or "the arguments", shape)
+            return shape
         finally:
             for key in entered:
                 self.expanding.pop(key, None)
