@@ -36,7 +36,7 @@ from orchestrator.writer import Detached, StepWriter
 from umi.format.observations import error_observation, invalid_arguments_observation, unknown_tool_observation
 from umi.format.tools import HALLUCINATED_NAME
 from umi.format.turns import caller_turn_content
-from umi.roleapi import CallResponse, ModelInfo
+from umi.roleapi import CallResponse, ModelInfo, PromptFit
 from umi.roleapi import Usage as RoleUsage
 
 log = logging.getLogger("umi.orchestrator")
@@ -49,6 +49,7 @@ class _Answered(Protocol):
 
     model: ModelInfo
     usage: RoleUsage
+    fit: PromptFit | None
 
 
 class ChatLoop:
@@ -138,7 +139,7 @@ class ChatLoop:
         return Step(
             index=index, role=role, model_version=response.model.version,
             usage=Usage(prompt_tokens=response.usage.prompt_tokens, completion_tokens=response.usage.completion_tokens),
-            started_at=started_at, latency_ms=latency_ms, **fields,  # type: ignore[arg-type]
+            fit=response.fit, started_at=started_at, latency_ms=latency_ms, **fields,  # type: ignore[arg-type]
         )  # fmt: skip
 
     async def _plan(self, writer: StepWriter) -> None:
@@ -214,6 +215,7 @@ class ChatLoop:
             "index": index, "role": "caller", "tool_call_id": call_id, "started_at": started_at, "latency_ms": latency,
             "model_version": version or call.model.version,
             "usage": None if version else Usage(prompt_tokens=call.usage.prompt_tokens, completion_tokens=call.usage.completion_tokens),
+            "fit": None if version else call.fit,  # single-model mode: the planner step has the prompt's fit
         }  # fmt: skip
         arguments = call.arguments if call.arguments is not None else call.arguments_raw
         merged = version is not None  # single-model mode: the planner turn holds the call

@@ -21,7 +21,8 @@ import yarl
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, field_validator
 
 from umi.format.parsers import Decision
-from umi.format.tools import OpenAITool, cut_name
+from umi.format.tools import OpenAITool, model_name
+from umi.roleapi import PromptFit
 
 ChatStatus = Literal["running", "completed", "gave_up", "requires_action", "max_steps", "failed"]
 SETTLED: frozenset[str] = frozenset({"completed", "gave_up", "requires_action", "max_steps", "failed"})
@@ -78,8 +79,9 @@ class Tool(OpenAITool):
 
     @property
     def model_name(self) -> str:
-        """The name the role models see (the last 64 characters)."""
-        return cut_name(self.function.name)
+        """The name the role models see alone (``umi.format.tools.model_name``: the last 64
+        characters, stripped); among a chat's tools ``ChatState`` makes the names distinct."""
+        return model_name(self.function.name)
 
 
 class ChatRequest(BaseModel):
@@ -123,6 +125,9 @@ class Step(BaseModel):
     answer: str | None = None
     # every step
     turn: str | None = Field(default=None, description="the turn as the role models see it in the history")
+    fit: PromptFit | None = Field(
+        default=None, description="role steps: how the prompt was made to fit the context (null when it fit whole)"
+    )
     model_version: str | None = None
     usage: Usage | None = None
     started_at: float = Field(description="seconds since the epoch")

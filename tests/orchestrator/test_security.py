@@ -138,7 +138,10 @@ def test_each_limit_answers_its_status_and_names_the_field(make_orch, fake_roles
     assert _error(orch.chat(query="q", max_steps=11)) == (422, "max_steps")
     assert _error(orch.chat(query="q", max_steps=0)) == (422, "max_steps")
     assert _error(orch.chat(query="")) == (422, "query")
-    assert _error(orch.chat(query="q", tools=[tool("a"), tool("a")])) == (422, "tools[1].function.name")
+    conflicting = [tool("a"), tool("a", "http://127.0.0.1:9/a")]
+    assert _error(orch.chat(query="q", tools=conflicting)) == (422, "tools[1].function.name")
+    array_arguments = {"type": "function", "function": {"name": "a", "parameters": {"type": "array"}}}
+    assert _error(orch.chat(query="q", tools=[array_arguments])) == (422, "tools[0].function.parameters")
     assert _error(orch.chat(query="q", chat_id="bad id/")) == (422, "chat_id")
     assert _error(orch.chat(query="q", surprise=1)) == (422, "surprise")
     assert fake_roles.count("planner") == 0

@@ -55,6 +55,11 @@ class ServiceSettings(BaseSettings):
         None, ge=16, description="context length in tokens (default: the model's max_position_embeddings); also vLLM --max-model-len"
     )
     context_margin: int = Field(16, ge=0, description="tokens kept free besides the prompt and the new tokens")
+    context_policy: Literal["fit", "reference"] = Field(
+        "fit",
+        description="a prompt over the context: fit (shorten old observations, drop old steps, keep the most relevant "
+        "tools, then cut the history; header and tools stay whole) or reference (cut the whole prompt from the left)",
+    )
     temperature: float | None = Field(None, ge=0, le=5, description="overrides the role's default temperature (0.5)")
     max_new_tokens: int | None = Field(None, ge=1, description="overrides the role's default max new tokens (512)")
 
