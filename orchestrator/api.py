@@ -6,8 +6,10 @@
     GET    /chat/{chat_id}/events         SSE of the chat's steps; resumable with Last-Event-ID
     DELETE /chat/{chat_id}
     GET    /health  /ready  /metrics
+    GET    /v1/models   POST /v1/chat/completions   the agent behind OpenAI's API (orchestrator.openai_api)
 
-Every non-2xx answer is ``{"error": {"type", "message", "field"}}`` (``umi.http_errors``; field
+Every non-2xx answer is ``{"error": {"type", "message", "field"}}`` (on ``/v1/*``: OpenAI's
+``{"error": {"message", "type", "param", "code"}}``) (``umi.http_errors``; field
 paths like ``tools[0].function.name``); OpenAPI declares each route's error statuses. A chat id
 in a path has the alphabet and length of ``orchestrator.models.CHAT_ID_PATTERN`` (422 naming
 ``chat_id`` otherwise).
@@ -48,12 +50,15 @@ from orchestrator.settings import Settings
 from orchestrator.store import ChatStore, RedisChatStore, StoreUnavailable, connect
 from orchestrator.supervisor import Supervisor, process_owner
 from orchestrator.tools import LOOP_GUARD_HEADER, StackEndpoints, ToolRunner, stack_urls
+from orchestrator.openai_api import openai_router
 from umi.http_errors import PROMETHEUS_TEXT, ASGIApp, BodyLimit, HttpError, error_body, error_responses, install_error_handlers
+from umi.http_errors import openai_error_response
 from umi.sse import MEDIA_TYPE, encode_event
 
 log = logging.getLogger("umi.orchestrator")
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 _KEEPALIVE = b": keepalive\n\n"
+_OPENAI_SHAPES = {"/v1/": openai_error_response}  # /v1/* (orchestrator.openai_api) answers OpenAI's error body
 _CHAT_ERRORS = error_responses(401, 403, 404, 422, 500, 503)  # a chat's routes: key, loop guard, chat, Redis
 _LOOP_GUARD = LOOP_GUARD_HEADER.lower().encode()
 _STREAMED = {"content": {MEDIA_TYPE: {"schema": {"type": "string", "description": "SSE: chat, token, step, done, error"}}}}
@@ -149,7 +154,7 @@ def create_app(
             await orch.close()
 
     app = FastAPI(title="umi-serve orchestrator", version="0.1.0", lifespan=lifespan)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, shapes=_OPENAI_SHAPES)
     app.add_middleware(LoopGuard, stack=stack)
 
     def store_down(exc: StoreUnavailable) -> HttpError:
@@ -157,7 +162,7 @@ def create_app(
         headers = {"Retry-After": str(settings.retry_after_s)}
         return HttpError(503, "unavailable", "the chat store (Redis) is unavailable; retry", None, headers)
 
-    install_error_handlers(app, translate={StoreUnavailable: store_down})
+    install_error_handlers(app, translate={StoreUnavailable: store_down}, shapes=_OPENAI_SHAPES)
 
     def orch(request: Request) -> Orchestrator:
         return request.app.state.orch
@@ -165,6 +170,8 @@ def create_app(
     def principal(request: Request) -> Principal:
         # Read here rather than through Depends(): FastAPI's dependency solving costs on every request.
         return Principal.from_bearer(settings, _bearer(request.headers.get("authorization")))
+
+    app.include_router(openai_router(settings, orch, principal))
 
     def sse(chat_id: str, events: AsyncIterator[Out]) -> StreamingResponse:
         async def body() -> AsyncIterator[bytes]:

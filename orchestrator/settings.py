@@ -99,6 +99,16 @@ class Settings(BaseSettings):
     tool_timeout_s: float = Field(default=30.0, gt=0, description="tool timeout when the endpoint gives no timeout_s")
     tool_max_response_bytes: int = Field(default=1_048_576, ge=1, description="most bytes read from a tool's answer")
 
+    # --- the OpenAI-compatible API (/v1/*)
+    openai_model: str = Field(
+        default="alpha-umi", min_length=1,
+        description="the model name /v1/models lists and /v1/chat/completions and /v1/responses take (planner, caller, summarizer)",
+    )
+    openai_single_model: str = Field(
+        default="alpha-umi-single", min_length=1,
+        description="the model name of single-model mode (UMI_BACKBONE_URL set) in /v1/*",
+    )
+
     log_level: str = Field(default="INFO", description="JSON logs on stderr, one object per line, with chat_id and step")
 
     @field_validator("backbone_url", "admin_token", "redis_write_retry_s", mode="before")

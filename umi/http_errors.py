@@ -27,7 +27,9 @@ Answers every app gets from :func:`install_error_handlers` and :class:`BodyLimit
     500  internal_error      an unexpected exception (its class only; the log has the traceback)
 
 An app raises :class:`HttpError` for its own answers, and maps its own exception families
-(Redis, engines) onto it with ``translate``. Each route declares what it may answer with
+(Redis, engines) onto it with ``translate``. A second body shape may be given to the routes under
+a path prefix (``shapes``): the orchestrator answers its OpenAI-compatible ``/v1/*`` routes with
+OpenAI's error body (:func:`openai_error_response`), the same errors in another shape. Each route declares what it may answer with
 :func:`error_responses` so that ``app.openapi()`` lists every status with ``ErrorBody``.
 """
 
@@ -161,21 +163,42 @@ def http_exception_error(request: Request, exc: StarletteHTTPException) -> HttpE
 
 Translate = Callable[[Any], HttpError]
 OnError = Callable[[Request, HttpError], None]
+Shape = Callable[[HttpError], JSONResponse]
+"""Another body shape for the same error (``install_error_handlers``' ``shapes``)."""
+
+_OPENAI_TYPES = {
+    400: "invalid_request_error", 401: "authentication_error", 403: "permission_error", 404: "not_found_error",
+    409: "invalid_request_error", 413: "invalid_request_error", 422: "invalid_request_error", 429: "rate_limit_error",
+}  # fmt: skip
+
+
+def openai_error_response(err: HttpError) -> JSONResponse:
+    """``err`` in OpenAI's error body ``{"error": {"message", "type", "param", "code"}}``: ``type``
+    is OpenAI's class of the status (``invalid_request_error``, ``authentication_error``, ...,
+    ``server_error`` for 5xx), ``param`` the field path, ``code`` our stable type name. A 422 is
+    answered 400, as OpenAI answers an invalid request (source: the OpenAI API reference, "Error
+    codes", and the ``openai`` SDK, which picks its exception class by the status)."""
+    status = 400 if err.status == 422 else err.status
+    kind = _OPENAI_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    body = {"error": {"message": err.message, "type": kind, "param": err.field, "code": err.type}}
+    return JSONResponse(body, status_code=status, headers=err.headers or None)
 
 
 def install_error_handlers(
-    app: FastAPI, translate: Mapping[type[Exception], Translate] | None = None, on_error: OnError | None = None
-) -> None:
+    app: FastAPI, translate: Mapping[type[Exception], Translate] | None = None, on_error: OnError | None = None,
+    shapes: Mapping[str, Shape] | None = None,
+) -> None:  # fmt: skip
     """Answer every error of ``app`` with :class:`ErrorBody`.
 
     ``translate`` maps an app's own exception classes (and their subclasses) to the answer;
     ``on_error`` sees every answer (metrics). Unexpected exceptions answer 500 and are logged.
+    ``shapes``: path prefix -> the body shape of the errors of the routes under it.
     """
 
     def answer(request: Request, err: HttpError) -> JSONResponse:
         if on_error is not None:
             on_error(request, err)
-        return err.response()
+        return shaped(shapes, request.url.path, err)
 
     async def _validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
@@ -207,6 +230,14 @@ def install_error_handlers(
     app.add_exception_handler(Exception, _internal)
 
 
+def shaped(shapes: Mapping[str, Shape] | None, path: str, err: HttpError) -> JSONResponse:
+    """``err`` in the shape of the first prefix of ``shapes`` that ``path`` starts with, else :class:`ErrorBody`."""
+    for prefix, shape in (shapes or {}).items():
+        if path.startswith(prefix):
+            return shape(err)
+    return err.response()
+
+
 def error_responses(*statuses: int, descriptions: Mapping[int, str] | None = None) -> dict[int | str, dict[str, Any]]:
     """The ``responses=`` of a route that may answer ``statuses``, each with :class:`ErrorBody`.
 
@@ -224,9 +255,10 @@ class BodyLimit:
     whatever it still sends is dropped.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, shapes: Mapping[str, Shape] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.shapes = shapes
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -256,4 +288,4 @@ class BodyLimit:
 
     async def _refuse(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         err = HttpError(413, "limit", f"the request body is over {self.max_bytes} bytes", "body")
-        await err.response()(scope, receive, send)
+        await shaped(self.shapes, scope.get("path", ""), err)(scope, receive, send)
