@@ -45,7 +45,7 @@ from orchestrator.models import ChatDoc, ChatRequest, Step, Tool, ToolOutput, To
 from orchestrator.openai_models import REFUSED_CHAT, ChatCompletionRequest, Message
 from orchestrator.settings import Settings
 from orchestrator.store import StoredChat
-from umi.http_errors import HttpError, error_responses
+from umi.http_errors import OPENAI_ERROR_RESPONSES, HttpError
 
 if TYPE_CHECKING:
     from orchestrator.api import Orchestrator
@@ -55,7 +55,6 @@ ISSUED_ID = re.compile(r"^(call_[0-9a-f]{24})_([A-Za-z0-9][A-Za-z0-9_-]{0,127})$
 """A tool-call id this orchestrator issued: the chat's tool_call_id, ``_``, the chat id."""
 _TEXT_PARTS = ("text", "input_text", "output_text")
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-_ERRORS = error_responses(400, 401, 403, 404, 409, 413, 500, 502, 503, 504)
 FINISH = {"requires_action": "tool_calls", "completed": "stop", "gave_up": "stop", "max_steps": "length"}
 """The chat's status -> ``finish_reason``."""
 
@@ -332,12 +331,12 @@ def openai_router(settings: Settings, orch: Callable[[Request], Orchestrator], p
     """The ``/v1/*`` routes; ``orch`` and ``principal`` are the app's (``orchestrator.api``)."""
     router = APIRouter(prefix="/v1", tags=["openai"])
 
-    @router.get("/models", responses=error_responses(401, 403, 500))
+    @router.get("/models", responses=OPENAI_ERROR_RESPONSES)
     async def models(request: Request) -> dict[str, Any]:
         principal(request)
         return {"object": "list", "data": [{"id": served_model(settings), "object": "model", "created": 0, "owned_by": "umi-serve"}]}
 
-    @router.post("/chat/completions", responses={200: {"content": {"text/event-stream": {}}}, **_ERRORS})
+    @router.post("/chat/completions", responses={200: {"content": {"text/event-stream": {}}}, **OPENAI_ERROR_RESPONSES})
     async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
         who = principal(request)
         check_model(settings, body.model)

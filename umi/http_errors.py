@@ -172,6 +172,26 @@ _OPENAI_TYPES = {
 }  # fmt: skip
 
 
+class OpenAIErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class OpenAIErrorBody(BaseModel):
+    """The body of every non-2xx answer of the OpenAI-compatible routes (:func:`openai_error_response`)."""
+
+    error: OpenAIErrorDetail
+
+
+OPENAI_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    "4XX": {"model": OpenAIErrorBody, "description": "a client error: 400 invalid (param names it), 401, 403, 404, 409, 413"},
+    "5XX": {"model": OpenAIErrorBody, "description": "a server error: 500, 502 (the agent failed), 503, 504"},
+}
+"""The ``responses=`` of an OpenAI-compatible route: OpenAI's error body for every 4xx and 5xx."""
+
+
 def openai_error_response(err: HttpError) -> JSONResponse:
     """``err`` in OpenAI's error body ``{"error": {"message", "type", "param", "code"}}``: ``type``
     is OpenAI's class of the status (``invalid_request_error``, ``authentication_error``, ...,

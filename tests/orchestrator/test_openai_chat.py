@@ -187,3 +187,17 @@ def test_langchain_chat_openai_with_bound_tools_drives_a_two_tool_conversation(o
             messages.append(ToolMessage(tools[tc["name"]].invoke(tc["args"]), tool_call_id=tc["id"]))
     assert names == ["get_weather", "get_time"]
     assert messages[-1].content == "sunny in Paris / 14:00 in Paris"
+
+
+def test_v1_answers_invalid_and_oversized_bodies_in_openais_shape_and_chat_keeps_its_own(make_orch):
+    orch = make_orch(max_body_bytes=2048)
+    invalid = orch.client.post("/v1/chat/completions", json={"model": "alpha-umi", "messages": []})
+    assert invalid.status_code == 400
+    assert invalid.json()["error"] == {
+        "message": invalid.json()["error"]["message"], "type": "invalid_request_error", "param": "messages",
+        "code": "invalid_request",
+    }  # fmt: skip
+    big = orch.client.post("/v1/chat/completions", content=b"x" * 4096, headers={"content-type": "application/json"})
+    assert (big.status_code, big.json()["error"]["param"], big.json()["error"]["code"]) == (413, "body", "limit")
+    native = orch.client.post("/chat", json={"query": ""})
+    assert native.status_code == 422 and native.json()["error"]["field"] == "query"
