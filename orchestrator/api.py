@@ -7,6 +7,7 @@
     DELETE /chat/{chat_id}
     GET    /health  /ready  /metrics
     GET    /v1/models   POST /v1/chat/completions   the agent behind OpenAI's API (orchestrator.openai_api)
+    POST   /v1/responses   GET /v1/responses/{id}   OpenAI's Responses API (orchestrator.openai_responses)
 
 Every non-2xx answer is ``{"error": {"type", "message", "field"}}`` (on ``/v1/*``: OpenAI's
 ``{"error": {"message", "type", "param", "code"}}``) (``umi.http_errors``; field
@@ -51,6 +52,7 @@ from orchestrator.store import ChatStore, RedisChatStore, StoreUnavailable, conn
 from orchestrator.supervisor import Supervisor, process_owner
 from orchestrator.tools import LOOP_GUARD_HEADER, StackEndpoints, ToolRunner, stack_urls
 from orchestrator.openai_api import openai_router
+from orchestrator.openai_responses import responses_router
 from umi.http_errors import PROMETHEUS_TEXT, ASGIApp, BodyLimit, HttpError, error_body, error_responses, install_error_handlers
 from umi.http_errors import openai_error_response
 from umi.sse import MEDIA_TYPE, encode_event
@@ -172,6 +174,7 @@ def create_app(
         return Principal.from_bearer(settings, _bearer(request.headers.get("authorization")))
 
     app.include_router(openai_router(settings, orch, principal))
+    app.include_router(responses_router(settings, orch, principal))
 
     def sse(chat_id: str, events: AsyncIterator[Out]) -> StreamingResponse:
         async def body() -> AsyncIterator[bytes]:

@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from functools import partial
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -49,7 +50,7 @@ from umi.http_errors import OPENAI_ERROR_RESPONSES, HttpError
 
 if TYPE_CHECKING:
     from orchestrator.api import Orchestrator
-    from orchestrator.events import Out
+    from orchestrator.events import Out, Subscription
 
 ISSUED_ID = re.compile(r"^(call_[0-9a-f]{24})_([A-Za-z0-9][A-Za-z0-9_-]{0,127})$")
 """A tool-call id this orchestrator issued: the chat's tool_call_id, ``_``, the chat id."""
@@ -327,6 +328,25 @@ def resumed_chat(messages: list[Message]) -> tuple[str, int] | None:
     raise bad(f"tool message answers {messages[-1].tool_call_id!r}, which no assistant message called", f"messages[{len(messages) - 1}].tool_call_id")
 
 
+async def start_stretch(
+    o: Orchestrator, who: Principal, messages: list[Message], tools: Callable[[], list[Tool]],
+    metadata: dict[str, str] | None, stream: bool,
+) -> tuple[str, int, Subscription | None]:  # fmt: skip
+    """Resume the chat the messages answer (``resumed_chat``), or create one from them: (chat id,
+    the index of the stretch's first step, the subscription of a streamed answer). ``tools`` makes
+    the new chat's tools (a resumed chat keeps its own)."""
+    resumed = resumed_chat(messages)
+    if resumed is not None:
+        chat_id, first_issued = resumed
+        chat = await o.chats.load_visible(chat_id, who)
+        outputs = outputs_for(chat, messages, first_issued)
+        sub = await o.chats.submit_tool_outputs(chat_id, ToolOutputsRequest(outputs=outputs, stream=stream), who)
+        return chat_id, chat.next_index, sub
+    request = ChatRequest(query=render_query(messages), tools=tools(), metadata=dict(metadata or {}), stream=stream)
+    chat_id, sub = await o.chats.create(request, who)
+    return chat_id, 0, sub
+
+
 def openai_router(settings: Settings, orch: Callable[[Request], Orchestrator], principal: Callable[[Request], Principal]) -> APIRouter:
     """The ``/v1/*`` routes; ``orch`` and ``principal`` are the app's (``orchestrator.api``)."""
     router = APIRouter(prefix="/v1", tags=["openai"])
@@ -342,18 +362,8 @@ def openai_router(settings: Settings, orch: Callable[[Request], Orchestrator], p
         check_model(settings, body.model)
         refuse_unsupported(body)
         o = orch(request)
-        resumed = resumed_chat(body.messages)
-        if resumed is not None:
-            chat_id, first_issued = resumed
-            chat = await o.chats.load_visible(chat_id, who)
-            outputs = outputs_for(chat, body.messages, first_issued)
-            start = chat.next_index
-            sub = await o.chats.submit_tool_outputs(chat_id, ToolOutputsRequest(outputs=outputs, stream=body.stream), who)
-        else:
-            tools = function_tools(body.tools, body.tool_choice, flat=False)
-            chat = ChatRequest(query=render_query(body.messages), tools=tools, metadata=dict(body.metadata or {}), stream=body.stream)
-            chat_id, sub = await o.chats.create(chat, who)
-            start = 0
+        tools = partial(function_tools, body.tools, body.tool_choice, flat=False)
+        chat_id, start, sub = await start_stretch(o, who, body.messages, tools, body.metadata, body.stream)
         completion = Completion(chat_id, start, body.model)
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
