@@ -101,7 +101,7 @@ class Orchestrator:
         self.tools = ToolRunner(settings, self.metrics, stack=stack)
         self.loop = ChatLoop(settings, self.store, self.roles, self.tools, self.hub, self.metrics, self.owner)
         self.supervisor = Supervisor(settings, self.store, self.loop, self.hub, self.metrics)
-        self.chats = Chats(settings, self.store, self.supervisor, self.hub, self.metrics)
+        self.chats = Chats(settings, self.store, self.supervisor, self.hub, self.metrics, mcp=self.tools.mcp)
 
     async def close(self) -> None:
         await self.supervisor.stop()

@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from orchestrator.events import EventHub, Out, Subscription, follow
 from orchestrator.metrics import Metrics
-from orchestrator.models import ChatDoc, ChatRequest, Tool, ToolOutputsRequest
+from orchestrator.mcp import McpTools
+from orchestrator.models import ChatDoc, ChatRequest, McpServer, Tool, ToolOutputsRequest
 from orchestrator.settings import Settings
 from orchestrator.state import ChatState, observation_step
 from orchestrator.store import ChatStore, IndexConflict, NewChat, NotInStatus, StoredChat
@@ -19,6 +21,8 @@ from orchestrator.supervisor import Supervisor
 from umi.format.observations import cut_observation
 from umi.http_errors import HttpError
 
+
+log = logging.getLogger("umi.orchestrator")
 
 # An error answer ``{"error": {"type", "message", "field"}}`` with its status (umi.http_errors).
 
@@ -49,8 +53,12 @@ def not_found(chat_id: str) -> HttpError:
 
 
 class Chats:
-    def __init__(self, settings: Settings, store: ChatStore, supervisor: Supervisor, hub: EventHub, metrics: Metrics):
+    def __init__(
+        self, settings: Settings, store: ChatStore, supervisor: Supervisor, hub: EventHub, metrics: Metrics,
+        mcp: McpTools | None = None,
+    ):  # fmt: skip
         self.settings = settings
+        self.mcp = mcp
         self.store = store
         self.supervisor = supervisor
         self.hub = hub
@@ -91,7 +99,7 @@ class Chats:
         For a streamed request the returned subscription was opened before the chat started,
         so the follower misses no token.
         """
-        request = self.check_limits(request)
+        request = self.check_limits(await self.with_mcp_tools(request))
         chat_id = request.chat_id or uuid.uuid4().hex
         stored = request.model_copy(update={"chat_id": chat_id, "stream": False})
         fingerprint = request.fingerprint()
@@ -129,6 +137,20 @@ class Chats:
         if run is None:
             self.supervisor.start(state, created.token)
         return chat_id, sub
+
+    async def with_mcp_tools(self, request: ChatRequest) -> ChatRequest:
+        """The request with its MCP tool sources, and those of ``UMI_MCP_SERVERS``, replaced by
+        their servers' tools (``orchestrator.mcp``; 502 ``mcp_unavailable`` for a source of the
+        request that cannot be listed; a server-wide one is left out and logged)."""
+        if self.mcp is None or not (self.settings.mcp_server_list or any(isinstance(t, McpServer) for t in request.tools)):
+            return request
+        tools = await self.mcp.expand(request.tools)
+        for server in self.settings.mcp_server_list:
+            try:
+                tools += await self.mcp.expand([server], "UMI_MCP_SERVERS")
+            except HttpError as exc:
+                log.warning("server-wide MCP tools left out: %s", exc.message)
+        return request.model_copy(update={"tools": tools})
 
     @staticmethod
     def _close(sub: Subscription | None) -> None:

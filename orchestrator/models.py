@@ -18,7 +18,7 @@ from typing import Any, Literal
 from typing import Annotated
 
 import yarl
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, field_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, StrictBool, StrictFloat, StrictInt, StrictStr, Tag, field_validator
 
 from umi.format.parsers import Decision
 from umi.format.tools import OpenAITool, model_name
@@ -55,6 +55,9 @@ class Endpoint(BaseModel):
         default=False,
         description="safe to run again: a call interrupted by a restart is re-executed instead of reported lost",
     )
+    protocol: Literal["http", "mcp"] = Field(
+        default="http", description="http: the arguments as JSON (or a query); mcp: tools/call on the MCP server at url"
+    )
 
     @field_validator("url")
     @classmethod
@@ -84,10 +87,36 @@ class Tool(OpenAITool):
         return model_name(self.function.name)
 
 
+class McpServer(BaseModel):
+    """A tool source: the tools of an MCP server over Streamable HTTP (OpenAI's Responses API
+    shape), replaced by those tools when the chat is created (``orchestrator.mcp``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["mcp"]
+    server_label: StrictStr = Field(min_length=1, max_length=128)
+    server_url: StrictStr = Field(min_length=1, max_length=2048, description="an absolute http or https URL")
+    allowed_tools: list[StrictStr] | None = Field(default=None, description="only these tools (default: all)")
+    headers: dict[HeaderName, HeaderValue] = Field(default_factory=dict)
+    require_approval: Literal["never"] | None = Field(default=None, description="only never: calls are not approved one by one")
+
+    _absolute_http_url = field_validator("server_url")(Endpoint._absolute_http_url.__func__)  # type: ignore[attr-defined]
+
+
+def _tool_kind(value: Any) -> str:
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    return "mcp" if kind == "mcp" else "function"
+
+
+ToolSource = Annotated[Annotated[Tool, Tag("function")] | Annotated[McpServer, Tag("mcp")], Discriminator(_tool_kind)]
+"""A function tool, or an MCP server whose tools join the chat."""
+
+
 class ChatRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     query: StrictStr = Field(min_length=1)
-    tools: list[Tool] = Field(default_factory=list)
+    tools: list[ToolSource] = Field(
+        default_factory=list, description="function tools and MCP servers (a stored chat holds the MCP servers' tools instead)"
+    )
     max_steps: StrictInt = Field(default=10, ge=1, description="the most planner turns the chat may take")
     stream: StrictBool = False
     chat_id: ChatId | None = None

@@ -42,7 +42,7 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import ValidationError
 
 from orchestrator.chats import Principal
-from orchestrator.models import ChatDoc, ChatRequest, Step, Tool, ToolOutput, ToolOutputsRequest
+from orchestrator.models import ChatDoc, ChatRequest, McpServer, Step, Tool, ToolOutput, ToolOutputsRequest
 from orchestrator.openai_models import REFUSED_CHAT, ChatCompletionRequest, Message
 from orchestrator.settings import Settings
 from orchestrator.store import StoredChat
@@ -112,15 +112,25 @@ def render_query(messages: list[Message], first: int = 0) -> str:
     return "\n\n".join(lines)
 
 
-def function_tools(tools: list[dict[str, Any]] | None, tool_choice: str | dict[str, Any] | None, flat: bool) -> list[Tool]:
-    """OpenAI function tools as the chat's client tools, narrowed by ``tool_choice``.
+def function_tools(
+    tools: list[dict[str, Any]] | None, tool_choice: str | dict[str, Any] | None, flat: bool
+) -> list[Tool | McpServer]:
+    """OpenAI function tools as the chat's client tools, narrowed by ``tool_choice``; MCP tool
+    sources (``{"type": "mcp", ...}``, ``orchestrator.models.McpServer``) as they are.
 
     ``flat``: the Responses API's shape (``{"type": "function", "name", "parameters", ...}``)
     instead of chat completions' (``{"type": "function", "function": {...}}``). ``tool_choice``
     ``"none"`` offers no tool; a named function only that one; ``"required"`` is refused (the
     planner decides whether a step calls a tool)."""
-    out: list[Tool] = []
+    out: list[Tool | McpServer] = []
     for i, raw in enumerate(tools or []):
+        if raw.get("type") == "mcp":
+            try:
+                out.append(McpServer.model_validate(raw))
+            except ValidationError as exc:
+                param = f"tools[{i}]." + ".".join(str(p) for p in exc.errors()[0]["loc"])
+                raise bad(f"{param}: {exc.errors()[0]['msg']}", param) from None
+            continue
         if raw.get("type") != "function":
             raise bad(f"tool type {raw.get('type')!r} is not supported: give function tools", f"tools[{i}].type")
         spec = {k: v for k, v in raw.items() if k != "type"} if flat else raw.get("function")
@@ -138,7 +148,7 @@ def function_tools(tools: list[dict[str, Any]] | None, tool_choice: str | dict[s
     if tool_choice == "required":
         raise bad("tool_choice 'required' cannot be honoured: the agent's planner decides whether a step calls a tool", "tool_choice")
     name = tool_choice.get("name") or (tool_choice.get("function") or {}).get("name") if isinstance(tool_choice, dict) else None
-    chosen = [t for t in out if t.function.name == name]
+    chosen = [t for t in out if isinstance(t, Tool) and t.function.name == name]
     if not chosen:
         raise bad(f"tool_choice names no given function tool: {tool_choice!r}", "tool_choice")
     return chosen
@@ -329,7 +339,7 @@ def resumed_chat(messages: list[Message]) -> tuple[str, int] | None:
 
 
 async def start_stretch(
-    o: Orchestrator, who: Principal, messages: list[Message], tools: Callable[[], list[Tool]],
+    o: Orchestrator, who: Principal, messages: list[Message], tools: Callable[[], list[Tool | McpServer]],
     metadata: dict[str, str] | None, stream: bool,
 ) -> tuple[str, int, Subscription | None]:  # fmt: skip
     """Resume the chat the messages answer (``resumed_chat``), or create one from them: (chat id,

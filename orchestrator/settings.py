@@ -8,10 +8,13 @@ a test fails when it is stale): every field needs a description.
 from __future__ import annotations
 
 import ipaddress
+import json
 from functools import cached_property
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from orchestrator.models import McpServer
 
 # Nothing: tool endpoints reach only the hosts the operator lists (`make up`, `make demo` and
 # docker-compose.yml list their own tools server). Even a listed range never reaches the stack
@@ -99,6 +102,14 @@ class Settings(BaseSettings):
     tool_timeout_s: float = Field(default=30.0, gt=0, description="tool timeout when the endpoint gives no timeout_s")
     tool_max_response_bytes: int = Field(default=1_048_576, ge=1, description="most bytes read from a tool's answer")
 
+    mcp_servers: str = Field(
+        default="",
+        description='MCP servers whose tools every chat gets: a JSON list of {"type": "mcp", "server_label", "server_url", '
+        '"allowed_tools", "headers"} (Streamable HTTP; the URL must pass the tool allowlist); one that cannot be listed is '
+        "left out of the chat, and logged",
+    )
+    mcp_list_ttl_s: float = Field(default=60.0, ge=0, description="how long an MCP server's tools/list answer is reused")
+
     # --- the OpenAI-compatible API (/v1/*)
     openai_model: str = Field(
         default="alpha-umi", min_length=1,
@@ -123,6 +134,21 @@ class Settings(BaseSettings):
     @cached_property
     def allowlist(self) -> "Allowlist":
         return Allowlist.parse(self.tool_allowlist)
+
+    @cached_property
+    def mcp_server_list(self) -> list[McpServer]:
+        return [McpServer.model_validate(item) for item in json.loads(self.mcp_servers)] if self.mcp_servers.strip() else []
+
+    @field_validator("mcp_servers")
+    @classmethod
+    def _mcp_servers_parse(cls, value: str) -> str:
+        if value.strip():
+            items = json.loads(value)
+            if not isinstance(items, list):
+                raise ValueError("must be a JSON list of MCP tool sources")
+            for item in items:
+                McpServer.model_validate(item)
+        return value
 
     @property
     def write_retry_s(self) -> float:

@@ -28,6 +28,9 @@ Every call carries ``X-Umi-Tool-Call`` (``LOOP_GUARD_HEADER``, the call's idempo
 orchestrator's API refuses any request that carries it (403 ``loop_detected``), so a tool
 endpoint that leads back to an orchestrator cannot start a chat from a chat.
 
+An endpoint with ``protocol: "mcp"`` is a tool of an MCP server (``orchestrator.mcp``): the same
+policy decides on its URL, and the call is MCP's ``tools/call``.
+
 Whatever happens, ``ToolRunner.run`` answers an observation at once and never raises: a refusal,
 a timeout, a connection error, a non-2xx status, a body in an unknown charset (decoded as UTF-8
 with replacement characters), or any other exception (``tool_error``).
@@ -300,6 +303,10 @@ class ToolRunner:
         self.metrics = metrics
         self.stack = stack or StackEndpoints(stack_urls(settings), resolve)
         self.policy = EndpointPolicy(settings.allowlist, resolve, self.stack)
+        from orchestrator.mcp import McpTools  # it builds on this module's policy
+
+        self.mcp = McpTools(self.policy, settings.mcp_list_ttl_s, settings.tool_timeout_s)
+        """Tools whose endpoint has ``protocol: "mcp"`` (``orchestrator.mcp``)."""
         self.session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(
                 limit=settings.role_max_connections, use_dns_cache=False, keepalive_timeout=KEEPALIVE_S,
@@ -324,6 +331,8 @@ class ToolRunner:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(timeout):
+                if endpoint.protocol == "mcp":
+                    return self._result(tool, *await self.mcp.call(tool, arguments))
                 target = await self.policy.check(endpoint.url)
                 return await self._send(tool, target, arguments, idempotency_key)
         except Refused as exc:

@@ -5,6 +5,7 @@
     POST /tools/{name}       JSON arguments -> JSON result; bad arguments -> 400/422 with
                              {"error": "<a message the agent can read>"}
     GET  /health
+    /mcp                     the same tools as an MCP server (Streamable HTTP; umi.demo.tools_mcp)
 
 ``umi serve tools --port 8300`` runs it. ``UMI_TOOLS_PUBLIC_URL`` sets the base URL written into
 the endpoints (default: the URL the server listens on), e.g. ``http://tools:8300`` in compose.
@@ -13,7 +14,8 @@ the endpoints (default: the URL the server listens on), e.g. ``http://tools:8300
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -107,7 +109,21 @@ def _check_types(tool: DemoTool, args: Any) -> str | None:
 
 
 def create_app(public_url: str | None = None) -> FastAPI:
-    app = FastAPI(title="umi-serve demo tools", version="1")
+    from mcp.server.transport_security import TransportSecuritySettings
+
+    from umi.demo.tools_mcp import mcp_server  # it builds on this module's tools
+
+    # No Host-header allowlist: the demo server is reached by whatever name the stack gives it (tools:8300).
+    security = TransportSecuritySettings(enable_dns_rebinding_protection=False)
+    mcp_app = mcp_server(tool_set("v1")).streamable_http_app(streamable_http_path="/", transport_security=security)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with mcp_app.router.lifespan_context(mcp_app):  # the MCP sessions' task group
+            yield
+
+    app = FastAPI(title="umi-serve demo tools", version="1", lifespan=lifespan)
+    app.mount("/mcp", mcp_app)
     state: dict[str, str | None] = {"public_url": public_url or os.environ.get("UMI_TOOLS_PUBLIC_URL")}
 
     def base(request: Request) -> str:

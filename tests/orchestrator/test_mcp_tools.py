@@ -1,0 +1,67 @@
+"""MCP servers as tool sources: the demo tools' MCP server (the official ``mcp`` SDK's server,
+Streamable HTTP on loopback) through ``POST /chat``, ``/v1/responses`` and ``UMI_MCP_SERVERS``;
+scripted role services pick the tool, the MCP side is real."""
+
+from __future__ import annotations
+
+import json
+
+import openai
+import pytest
+
+from tests.support.orchestrator_fakes import call, free_port
+from umi.demo.tools_app import create_app as demo_tools_app
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture
+def mcp_url(servers) -> str:
+    return servers.start(demo_tools_app()).url + "/mcp"
+
+
+def source(url: str, **extra) -> dict:
+    return {"type": "mcp", "server_label": "demo", "server_url": url, **extra}
+
+
+def test_a_chat_gets_the_allowed_tools_of_an_mcp_server_and_their_results_as_observations(orch, fake_roles, mcp_url):
+    fake_roles.caller = lambda req: call("get_weather", {"city": "Paris"})
+    doc = orch.chat(query="Weather in Paris?", tools=[source(mcp_url, allowed_tools=["get_weather", "get_time"])]).json()
+    assert doc["status"] == "completed"
+    offered = [t["function"]["name"] for t in fake_roles.requests["planner"][0]["tools"]]
+    assert offered == ["get_weather", "get_time"]
+    assert fake_roles.requests["planner"][0]["tools"][0]["function"]["parameters"]["properties"]["city"]["type"] == "string"
+    observation = next(s for s in doc["steps"] if s["role"] == "observation")
+    assert (observation["error"], json.loads(observation["content"])["city"]) == (None, "Paris")
+
+
+def test_an_mcp_tool_error_is_an_error_observation(orch, fake_roles, mcp_url):
+    fake_roles.caller = lambda req: call("calculate", {"expression": "1/0"})
+    doc = orch.chat(query="1/0?", tools=[source(mcp_url)]).json()
+    observation = next(s for s in doc["steps"] if s["role"] == "observation")
+    assert doc["status"] == "completed"
+    assert observation["error"] == "tool_error" and "division by zero" in observation["content"]
+
+
+def test_an_mcp_server_that_is_down_answers_garbage_or_is_refused_is_named_in_a_502(make_orch, tool_server):
+    orch = make_orch()
+    for url in (f"http://127.0.0.1:{free_port()}/mcp", tool_server.url + "/echo", "http://10.1.2.3/mcp"):
+        answer = orch.chat(query="q", tools=[source(url)])
+        assert answer.status_code == 502, url
+        assert (answer.json()["error"]["type"], answer.json()["error"]["field"]) == ("mcp_unavailable", "tools[0].server_url")
+
+
+def test_the_responses_api_takes_mcp_tool_sources(orch, fake_roles, mcp_url):
+    fake_roles.caller = lambda req: call("get_time", {"city": "Tokyo"})
+    client = openai.OpenAI(base_url=orch.url + "/v1", api_key="unused", max_retries=0)
+    response = client.responses.create(model="alpha-umi", input="Time in Tokyo?", tools=[source(mcp_url, require_approval="never")])
+    assert response.status == "completed"
+    assert "Tokyo" in response.output_text
+
+
+def test_server_wide_mcp_servers_join_every_chat(make_orch, fake_roles, mcp_url):
+    orch = make_orch(mcp_servers=json.dumps([source(mcp_url, allowed_tools=["get_stock_price"])]))
+    fake_roles.caller = lambda req: call("get_stock_price", {"symbol": "ACME"})
+    doc = orch.chat(query="ACME?").json()
+    assert [t["function"]["name"] for t in fake_roles.requests["planner"][0]["tools"]] == ["get_stock_price"]
+    assert doc["status"] == "completed"
