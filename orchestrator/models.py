@@ -104,10 +104,10 @@ class McpServer(BaseModel):
 
 def _tool_kind(value: Any) -> str:
     kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
-    return "mcp" if kind == "mcp" else "function"
+    return "mcp_server" if kind == "mcp" else "function_tool"
 
 
-ToolSource = Annotated[Annotated[Tool, Tag("function")] | Annotated[McpServer, Tag("mcp")], Discriminator(_tool_kind)]
+ToolSource = Annotated[Annotated[Tool, Tag("function_tool")] | Annotated[McpServer, Tag("mcp_server")], Discriminator(_tool_kind)]
 """A function tool, or an MCP server whose tools join the chat."""
 
 

@@ -65,3 +65,8 @@ def test_server_wide_mcp_servers_join_every_chat(make_orch, fake_roles, mcp_url)
     doc = orch.chat(query="ACME?").json()
     assert [t["function"]["name"] for t in fake_roles.requests["planner"][0]["tools"]] == ["get_stock_price"]
     assert doc["status"] == "completed"
+
+
+def test_an_mcp_source_with_a_url_that_is_not_http_is_a_422_naming_it(orch):
+    answer = orch.chat(query="q", tools=[source("ftp://example.com/mcp")])
+    assert (answer.status_code, answer.json()["error"]["field"]) == (422, "tools[0].server_url")
