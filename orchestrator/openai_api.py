@@ -55,7 +55,7 @@ if TYPE_CHECKING:
 ISSUED_ID = re.compile(r"^(call_[0-9a-f]{24})_([A-Za-z0-9][A-Za-z0-9_-]{0,127})$")
 """A tool-call id this orchestrator issued: the chat's tool_call_id, ``_``, the chat id."""
 _TEXT_PARTS = ("text", "input_text", "output_text")
-_SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 FINISH = {"requires_action": "tool_calls", "completed": "stop", "gave_up": "stop", "max_steps": "length"}
 """The chat's status -> ``finish_reason``."""
 
@@ -378,7 +378,7 @@ def openai_router(settings: Settings, orch: Callable[[Request], Orchestrator], p
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
             events = o.chats.follow(chat_id, after=start - 1, sub=sub)
-            return StreamingResponse(completion.chunks(events, include_usage), media_type="text/event-stream", headers=_SSE_HEADERS)
+            return StreamingResponse(completion.chunks(events, include_usage), media_type="text/event-stream", headers=SSE_HEADERS)
         doc = await o.chats.wait(chat_id)
         return Response(json.dumps(completion.body(doc)), media_type="application/json")
 

@@ -42,6 +42,7 @@ from fastapi.responses import Response, StreamingResponse
 from orchestrator.chats import Principal
 from orchestrator.models import ChatDoc, Step
 from orchestrator.openai_api import (
+    SSE_HEADERS,
     bad,
     check_model,
     function_tools,
@@ -60,7 +61,6 @@ if TYPE_CHECKING:
     from orchestrator.events import Out
 
 RESPONSE_ID = re.compile(r"^resp_([A-Za-z0-9][A-Za-z0-9_-]{0,127})_([0-9]{1,9})$")
-_SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 def response_id(chat_id: str, start: int) -> str:
@@ -281,7 +281,7 @@ def responses_router(settings: Settings, orch: Callable[[Request], Orchestrator]
         stretch = Stretch(chat_id, start, body.model, body, {t.function.name for t in chat.request.tools if t.endpoint is None})
         if body.stream:
             events = o.chats.follow(chat_id, after=start - 1, sub=sub)
-            return StreamingResponse(stretch.events(events), media_type="text/event-stream", headers=_SSE_HEADERS)
+            return StreamingResponse(stretch.events(events), media_type="text/event-stream", headers=SSE_HEADERS)
         doc = await o.chats.wait(chat_id)
         return Response(json.dumps(stretch.response(doc)), media_type="application/json")
 
