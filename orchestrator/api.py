@@ -72,7 +72,10 @@ def redis_store(settings: Settings, metrics: Metrics) -> RedisChatStore:
     """The production chat store: Redis at ``UMI_REDIS_URL``, with a second pool for SSE followers."""
     redis = connect(settings.redis_url, settings.redis_timeout_s, settings.redis_max_connections)
     blocking = connect(settings.redis_url, settings.redis_timeout_s + FOLLOW_POLL_S, settings.redis_max_connections)
-    return RedisChatStore(redis, settings.key_prefix, settings.chat_ttl_s, settings.lease_ttl_s, metrics, blocking=blocking)
+    return RedisChatStore(
+        redis, settings.key_prefix, settings.chat_ttl_s, settings.lease_ttl_s, metrics, blocking=blocking,
+        wait_replicas=settings.redis_wait_replicas, wait_timeout_ms=settings.redis_wait_timeout_ms,
+    )  # fmt: skip
 
 
 class Orchestrator:

@@ -28,7 +28,9 @@ class Settings(BaseSettings):
 
     # --- where things are
     redis_url: str = Field(
-        default="redis://127.0.0.1:6379/0", description="the Redis that holds every chat (run it with AOF: --appendonly yes)"
+        default="redis://127.0.0.1:6379/0",
+        description="the Redis that holds every chat (run it with AOF: --appendonly yes); "
+        "redis+sentinel://[:password@]host:port[,host:port...]/service_name[/db] asks those Sentinels for the primary",
     )
     planner_url: str = Field(default="http://planner:8000", description="base URL of the planner service (POST /v1/plan)")
     caller_url: str = Field(default="http://caller:8000", description="base URL of the caller service (POST /v1/call)")
@@ -77,6 +79,15 @@ class Settings(BaseSettings):
     )
     redis_max_connections: int = Field(
         default=256, ge=2, description="Redis connections per pool (one for writes and reads, one for SSE followers)"
+    )
+    redis_wait_replicas: int = Field(
+        default=0, ge=0,
+        description="a write (a step before its tool call runs, a status) is acknowledged only once this many replicas "
+        "have it (Redis WAIT), so a failover cannot lose it; 0: no wait (a Redis without replicas)",
+    )
+    redis_wait_timeout_ms: int = Field(
+        default=1000, ge=1,
+        description="how long WAIT waits for the replicas; fewer in time: the write is retried like an unavailable Redis",
     )
     redis_write_retry_s: float | None = Field(
         default=None,

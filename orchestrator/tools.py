@@ -55,6 +55,7 @@ from orchestrator.metrics import Metrics
 from orchestrator.models import Tool
 from orchestrator.roles import KEEPALIVE_S
 from orchestrator.settings import Allowlist, Settings
+from orchestrator.store.redis_store import redis_node_urls
 from umi.format.observations import cut_observation, error_observation
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -139,7 +140,7 @@ def _host_port(url: str) -> tuple[str, int] | None:
 
 def stack_urls(settings: Settings) -> list[str]:
     """Redis and the role services of ``settings``: endpoints no tool call may reach."""
-    urls = [settings.redis_url, settings.planner_url, settings.caller_url, settings.summarizer_url]
+    urls = [*redis_node_urls(settings.redis_url), settings.planner_url, settings.caller_url, settings.summarizer_url]
     return urls + ([settings.backbone_url] if settings.backbone_url else [])
 
 

@@ -24,6 +24,11 @@ conformance suite that holds each backend to them):
   ``requires_action`` takes tool outputs (``resume_with_outputs``).
 * **TTL.** A chat and its steps are forgotten ``ttl_s`` after its last write (``ChatGone``).
 * **One clock.** Lease and TTL times are the backend's clock, so processes need no clock sync.
+* **Durable before side effects.** A write that returned is not lost by a failover of the
+  backend: a caller step recording a tool call ``started`` is stored before the tool runs, so
+  the tool never runs twice. ``RedisChatStore`` keeps it with replicas (``WAIT``, set by
+  ``UMI_REDIS_WAIT_REPLICAS``, off without replicas); ``InMemoryChatStore`` has no replicas and
+  no failover, and ignores it.
 """
 
 from __future__ import annotations

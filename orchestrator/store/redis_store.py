@@ -19,6 +19,18 @@ the index it expects to write at; a process whose lease was taken (the token was
 that lost a race cannot write. A write also carries a random ``write_id``: retried after a
 lost reply, it is recognised as already applied instead of failing or writing twice.
 Time inside the scripts is the Redis server's clock (``TIME``), so processes need no clock sync.
+
+High availability (``connect``): ``UMI_REDIS_URL`` may name Redis Sentinels instead of one server,
+``redis+sentinel://[:password@]host:port[,host:port...]/service_name[/db]``; the pool asks the
+Sentinels for the current primary (redis-py's ``redis.asyncio.sentinel``) and follows a failover.
+Replication is asynchronous, so a write acknowledged by a primary that dies before a replica got it
+is lost at failover; with ``wait_replicas`` > 0 every write (create, append, resume, claim) is
+acknowledged only once ``WAIT wait_replicas wait_timeout_ms`` says that many replicas have it (sent
+in the same round trip as the writes of the batch). Fewer in time: the write is reported
+``StoreUnavailable`` (it may be applied; its ``write_id`` makes the retry recognise it). Sentinel
+promotes the replica with the largest replication offset, so a write one replica acknowledged
+survives the primary's loss: the caller step that marks a tool call ``started`` is never lost and
+the tool never runs twice.
 """
 
 from __future__ import annotations
@@ -27,12 +39,14 @@ import asyncio
 import json
 import time
 import uuid
+from urllib.parse import unquote
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from enum import IntEnum
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.commands.core import AsyncScript
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -212,11 +226,18 @@ class ScriptPipeline:
     loop turn instead of one each. A lone call waits for nothing but the end of the current
     turn. NOSCRIPT (a restarted Redis forgot the scripts) loads them and resends only the
     calls that did not run.
+
+    ``wait_replicas`` > 0 ends every batch with ``WAIT wait_replicas wait_timeout_ms``: a batch
+    fewer replicas acknowledged in time fails whole with ``StoreUnavailable``.
     """
 
-    def __init__(self, client: aioredis.Redis, on_round_trip: Callable[[], None]):
+    def __init__(
+        self, client: aioredis.Redis, on_round_trip: Callable[[], None], wait_replicas: int = 0, wait_timeout_ms: int = 0
+    ):  # fmt: skip
         self.client = client
         self.on_round_trip = on_round_trip
+        self.wait_replicas = wait_replicas
+        self.wait_timeout_ms = wait_timeout_ms
         self.pending: list[tuple[AsyncScript, list[str], list[Any], asyncio.Future[Any]]] = []
         self.flusher: asyncio.Task[None] | None = None
 
@@ -256,7 +277,19 @@ class ScriptPipeline:
         async with self.client.pipeline(transaction=False) as pipe:
             for script, keys, args, _ in batch:
                 pipe.evalsha(script.sha, len(keys), *keys, *args)
-            return list(await pipe.execute(raise_on_error=False))
+            if self.wait_replicas:
+                pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
+            replies = list(await pipe.execute(raise_on_error=False))
+        if self.wait_replicas:
+            acked = replies.pop()
+            if isinstance(acked, Exception):
+                raise acked
+            wrote = any(not isinstance(reply, NoScriptError) for reply in replies)  # NOSCRIPT: nothing ran
+            if wrote and int(acked) < self.wait_replicas:
+                raise StoreUnavailable(
+                    f"{acked} of {self.wait_replicas} replicas acknowledged the write in {self.wait_timeout_ms} ms"
+                )
+        return replies
 
 
 # ---------------------------------------------------------------- replies and fields
@@ -330,12 +363,56 @@ def _parse_steps(entries: Sequence[tuple[str, Mapping[str, str]]]) -> list[Step]
     return [Step.model_validate_json(data["s"]) for _, data in entries]
 
 
+SENTINEL_SCHEME = "redis+sentinel"
+
+
+class _BlockingSentinelPool(SentinelConnectionPool, aioredis.BlockingConnectionPool):
+    """redis-py's Sentinel pool (finds the primary through the Sentinels, follows a failover)
+    with the bounded waiting of its ``BlockingConnectionPool``."""
+
+
+def sentinel_url_parts(url: str) -> tuple[list[tuple[str, int]], str, int, str | None]:
+    """``redis+sentinel://[:password@]host:port[,host:port...]/service_name[/db]`` ->
+    (Sentinel addresses, service name, db, password of the data nodes or None).
+
+    A Sentinel without a port is on 26379 (Redis's default). Raises ``ValueError`` when the URL
+    has another scheme, no Sentinel or no service name."""
+    scheme, sep, rest = url.partition("://")
+    if scheme != SENTINEL_SCHEME or not sep:
+        raise ValueError(f"not a {SENTINEL_SCHEME}:// URL: {url!r}")
+    netloc, _, path = rest.partition("/")
+    userinfo, _, hosts = netloc.rpartition("@")
+    password = unquote(userinfo.partition(":")[2]) or None
+    sentinels = []
+    for item in filter(None, hosts.split(",")):
+        if item.startswith("["):  # [IPv6]:port
+            host, _, port = item[1:].partition("]")
+            port = port.removeprefix(":")
+        else:
+            host, _, port = item.partition(":")
+        sentinels.append((host, int(port) if port else 26379))
+    service, _, db = path.strip("/").partition("/")
+    if not sentinels or not service:
+        raise ValueError(f"a Sentinel URL needs host:port and /service_name: {url!r}")
+    return sentinels, service, int(db or 0), password
+
+
+def redis_node_urls(url: str) -> list[str]:
+    """The Redis endpoints a URL names, as ``redis://host:port`` URLs (each Sentinel of a Sentinel URL)."""
+    if not url.startswith(SENTINEL_SCHEME + "://"):
+        return [url]
+    return [f"redis://{'[' + h + ']' if ':' in h else h}:{p}" for h, p in sentinel_url_parts(url)[0]]
+
+
 def connect(url: str, timeout_s: float, max_connections: int) -> aioredis.Redis:
     """A bounded pool (a request waits up to ``timeout_s`` for a free connection) that fails
     fast: one quick retry (a stale pooled connection after a server restart), then the error
-    goes to the caller, who answers 503 or retries itself."""
-    pool = aioredis.BlockingConnectionPool.from_url(
-        url,
+    goes to the caller, who answers 503 or retries itself.
+
+    ``url`` is ``redis://`` / ``rediss://`` / ``unix://`` (one server) or ``redis+sentinel://``
+    (``sentinel_url_parts``): the pool's connections then go to whichever node the Sentinels
+    name primary, and a connection to a demoted primary is dropped (redis-py)."""
+    options: dict[str, Any] = dict(
         max_connections=max_connections,
         timeout=timeout_s,
         decode_responses=True,
@@ -344,7 +421,14 @@ def connect(url: str, timeout_s: float, max_connections: int) -> aioredis.Redis:
         retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), 1),
         health_check_interval=30,
     )
-    return aioredis.Redis(connection_pool=pool)
+    if url.startswith(SENTINEL_SCHEME + "://"):
+        sentinels, service, db, password = sentinel_url_parts(url)
+        timeouts = {"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s}
+        manager = Sentinel(sentinels, sentinel_kwargs=timeouts)
+        return manager.master_for(
+            service, connection_pool_class=_BlockingSentinelPool, db=db, password=password, **options
+        )  # fmt: skip
+    return aioredis.Redis(connection_pool=aioredis.BlockingConnectionPool.from_url(url, **options))
 
 
 class RedisChatStore:
@@ -352,9 +436,10 @@ class RedisChatStore:
 
     def __init__(
         self, client: aioredis.Redis, prefix: str, ttl_s: int, lease_ttl_s: float, metrics: Metrics,
-        blocking: aioredis.Redis | None = None,
+        blocking: aioredis.Redis | None = None, wait_replicas: int = 0, wait_timeout_ms: int = 1000,
     ):  # fmt: skip
-        """``blocking`` serves XREAD BLOCK (SSE followers), so they cannot starve step writes."""
+        """``blocking`` serves XREAD BLOCK (SSE followers), so they cannot starve step writes.
+        ``wait_replicas``: writes are acknowledged once that many replicas have them (module docstring)."""
         self.redis = client
         self.blocking = blocking or client
         self.prefix = prefix
@@ -367,7 +452,7 @@ class RedisChatStore:
         self._resume = client.register_script(_RESUME)
         self._claim = client.register_script(_CLAIM)
         self._renew = client.register_script(_RENEW)
-        self.pipeline = ScriptPipeline(client, metrics.redis_round_trips.inc)
+        self.pipeline = ScriptPipeline(client, metrics.redis_round_trips.inc, wait_replicas, wait_timeout_ms)
 
     def chat_key(self, chat_id: str) -> str:
         return f"{self.prefix}chat:{chat_id}"
@@ -388,6 +473,9 @@ class RedisChatStore:
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             self.metrics.redis_errors.labels(op).inc()
             raise StoreUnavailable(f"Redis is unavailable: {exc}") from exc
+        except StoreUnavailable:  # too few replicas acknowledged a write
+            self.metrics.redis_errors.labels(op).inc()
+            raise
         finally:
             self.metrics.redis_seconds.labels(op).observe(time.perf_counter() - started)
 
@@ -417,12 +505,12 @@ class RedisChatStore:
         self, chat_id: str, lease_owner: str, expected_index: int, steps: list[Step], write_id: str
     ) -> int:
         args = [chat_id, lease_owner, self.lease_ms, self.ttl_s, expected_index, len(steps), write_id, *_steps_args(steps)]
-        reply = await self._op("resume", lambda: self._resume(keys=self._keys(chat_id), args=args))
+        reply = await self._op("resume", lambda: self.pipeline.call(self._resume, self._keys(chat_id), args), True)
         return int(_check(reply)[1])
 
     async def claim_expired(self, lease_owner: str, limit: int) -> list[ClaimedChat]:
         args = [lease_owner, self.lease_ms, limit, self.prefix]
-        flat = await self._op("claim", lambda: self._claim(keys=[self.running_key], args=args))
+        flat = await self._op("claim", lambda: self.pipeline.call(self._claim, [self.running_key], args), True)
         return [ClaimedChat(str(flat[i]), int(flat[i + 1])) for i in range(0, len(flat), 2)]
 
     async def renew(self, lease_owner: str, leases: dict[str, int]) -> list[str]:
