@@ -37,6 +37,7 @@ from orchestrator.supervisor import Supervisor, process_owner
 from orchestrator.tools import ToolRunner
 from umi.http_errors import BodyLimit, HttpError, error_body, error_responses, install_error_handlers
 from umi.sse import MEDIA_TYPE, encode_event
+from umi.tracing import configure_tracing
 
 log = logging.getLogger("umi.orchestrator")
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -213,4 +214,5 @@ def create_worker_app() -> FastAPI:
     """The app of one worker process of ``umi serve orchestrator --workers N``."""
     settings = Settings()
     configure(settings.log_level)
+    configure_tracing("umi-orchestrator")
     return create_app(settings)

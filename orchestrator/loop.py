@@ -14,6 +14,7 @@ import logging
 import time
 from typing import Protocol
 
+from orchestrator import tracing
 from orchestrator.events import EventHub
 from orchestrator.logs import bind
 from orchestrator.metrics import Metrics
@@ -37,6 +38,7 @@ from umi.format.tools import HALLUCINATED_NAME
 from umi.format.turns import caller_turn_content
 from umi.roleapi import CallResponse, ModelInfo
 from umi.roleapi import Usage as RoleUsage
+from umi.tracing import record_error as trace_error
 
 log = logging.getLogger("umi.orchestrator")
 
@@ -76,9 +78,21 @@ class ChatLoop:
         )  # fmt: skip
         bind(chat_id=state.chat_id)
         try:
-            while state.status == "running":
-                bind(step=state.next_index)
-                action = next_action(state)
+            with tracing.run(state):
+                await self._advance(writer)
+        except Detached as exc:
+            log.warning("chat detached from this process: %s", exc)
+            raise
+        finally:
+            writer.cancel()
+        return state.doc()
+
+    async def _advance(self, writer: StepWriter) -> None:
+        state = writer.state
+        while state.status == "running":
+            bind(step=state.next_index)
+            action = next_action(state)
+            with tracing.step(state, action, self.settings.single_model) as span:
                 try:
                     if action == "plan":
                         await (self._backbone_step(writer) if self.settings.single_model else self._plan(writer))
@@ -92,15 +106,10 @@ class ChatLoop:
                         await writer.write([], ChatUpdate(status="max_steps"))
                 except RoleError as exc:
                     log.warning("role service failed: %s", exc, extra={"role": exc.role})
+                    trace_error(span, "role_service", exc.message, exc)
                     error = ChatError(type="role_service", message=exc.message, role=exc.role, status_code=exc.status_code)
                     state.error = error
                     await writer.write([], ChatUpdate(status="failed", error=error))
-        except Detached as exc:
-            log.warning("chat detached from this process: %s", exc)
-            raise
-        finally:
-            writer.cancel()
-        return state.doc()
 
     # ------------------------------------------------------------ role calls
 
@@ -245,7 +254,10 @@ class ChatLoop:
             return
         if resumed:
             log.info("re-executing the interrupted call of step %d (endpoint marked idempotent)", caller.index)
-        result = await self.tools.run(tool, caller.arguments, idempotency_key(state.chat_id, caller.index))
+        with tracing.tool_call(state, tool, caller) as span:
+            result = await self.tools.run(tool, caller.arguments, idempotency_key(state.chat_id, caller.index))
+            if result.error is not None:
+                trace_error(span, result.error)
         latency = (time.perf_counter() - t0) * 1000
         observation = observation_step(caller, result.content, result.error, started_at, latency)
         await writer.write([observation], ChatUpdate(tool_calls={caller.index: "finished"}), behind=True)

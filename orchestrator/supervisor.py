@@ -97,7 +97,9 @@ class Supervisor:
             return
         self.metrics.chats_resumed.inc()
         log.info("resuming chat at step %d", chat.next_index, extra={"chat_id": chat_id, "step": chat.next_index})
-        self.start(ChatState.from_stored(chat), token)
+        state = ChatState.from_stored(chat)
+        state.resumed = "lease expired: the process running the chat stopped or lost Redis"
+        self.start(state, token)
 
     # ------------------------------------------------------------ background
 

@@ -34,6 +34,7 @@ from orchestrator.models import Tool
 from orchestrator.roles import KEEPALIVE_S
 from orchestrator.settings import Allowlist, Settings
 from umi.format.observations import cut_observation, error_observation
+from umi.tracing import inject
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Awaitable[list[str]]]
@@ -205,6 +206,7 @@ class ToolRunner:
         headers = {k: v for k, v in endpoint.headers.items() if k.lower() not in _DROPPED_HEADERS}
         headers["Host"] = target.host_header
         headers["Idempotency-Key"] = idempotency_key
+        inject(headers)  # the tool's span continues in the tool (W3C traceparent)
         options: dict[str, Any] = {"headers": headers, "allow_redirects": False}
         if target.sni_hostname:
             options["server_hostname"] = target.sni_hostname
