@@ -1,8 +1,10 @@
 """The orchestrator's spans (``umi.tracing``): one trace per chat, one span per step.
 
     invoke_agent umi                    a run of the chat (root of the chat's trace on its first run)
-      chat planner|caller|summarizer|backbone   a role call: the role service continues it (traceparent)
-      execute_tool {tool}               a server tool call (the tool receives the traceparent)
+      chat planner|summarizer|backbone  a role call: the role service continues it (traceparent)
+      chat caller                       the caller's call, and then
+        execute_tool {tool}             the server tool call (the tool receives the traceparent)
+      execute_tool {tool}               a started tool call a resumed run finishes
 
 A chat's trace context (the ``traceparent`` of its first run's span) is stored with the chat
 (``NewChat.trace``). A chat resumed by another process after a crash, or resumed with a client's
@@ -21,7 +23,7 @@ from contextlib import contextmanager
 
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.trace import Span, SpanKind
+from opentelemetry.trace import Link, Span, SpanKind
 
 from orchestrator.models import Step, Tool
 from orchestrator.state import ChatState
@@ -34,11 +36,14 @@ _ROLE_OF_ACTION = {"plan": "planner", "call": "caller", "summarize": "summarizer
 
 
 def begin_chat(state: ChatState) -> None:
-    """Open the first run span of a new chat: the root of its trace. Sets ``state.trace`` (stored
+    """Open the first run span of a new chat: the root of its own trace (linked to the request's
+    span, if any: a client's traceparent does not merge chats into one trace). Sets ``state.trace`` (stored
     with the chat; "" while tracing is off) and ``state.span`` (taken by the first run)."""
+    request = trace.get_current_span().get_span_context()  # POST /chat's span, when FastAPI traces requests
     span = t.tracer().start_span(
         f"invoke_agent {AGENT_NAME}", context=Context(), kind=SpanKind.INTERNAL,
         attributes={t.OPERATION: "invoke_agent", t.AGENT: AGENT_NAME, t.CONVERSATION: state.chat_id, t.CHAT_ID: state.chat_id},
+        links=[Link(request)] if request.is_valid else None,
     )  # fmt: skip
     state.trace = t.traceparent(span)
     state.span = span

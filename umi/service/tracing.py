@@ -22,14 +22,23 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind
 
 from umi import tracing as t
 
 
+def _parent(headers: Mapping[str, str] | None) -> Context | None:
+    """The current context when a server span is already open (FastAPI opens one, continuing the
+    incoming traceparent, once a tracer provider is installed); else the incoming traceparent."""
+    if headers is None or trace.get_current_span().is_recording():
+        return None
+    return t.extract(headers)
+
+
 def start_generation(role: str, headers: Mapping[str, str] | None) -> Span:
     """The (not yet current) span of one generation request, child of the caller's traceparent."""
-    context = t.extract(headers) if headers is not None else None
+    context = _parent(headers)
     return t.tracer().start_span(
         f"chat {role}", context=context, kind=SpanKind.SERVER, attributes={t.OPERATION: "chat", t.AGENT: role, t.ROLE: role}
     )
@@ -45,7 +54,7 @@ def phase(name: str) -> Iterator[Span]:
 @contextmanager
 def render_span(role: str, headers: Mapping[str, str]) -> Iterator[Span]:
     with t.tracer().start_as_current_span(
-        "render", context=t.extract(headers), kind=SpanKind.SERVER, attributes={t.ROLE: role}
+        "render", context=_parent(headers), kind=SpanKind.SERVER, attributes={t.ROLE: role}
     ) as span:
         yield span
 
