@@ -6,6 +6,7 @@
     GET    /chat/{chat_id}/events         SSE of the chat's steps; resumable with Last-Event-ID
     DELETE /chat/{chat_id}
     GET    /health  /ready  /metrics
+    GET    /ui ...                        the trajectory viewer and its data (orchestrator.ui)
 
 Every non-2xx answer is ``{"error": {"type", "message", "field"}}`` (``umi.http_errors``; field
 paths like ``tools[0].function.name``); OpenAPI declares each route's error statuses.
@@ -35,6 +36,7 @@ from orchestrator.settings import Settings
 from orchestrator.store import ChatStore, RedisChatStore, StoreUnavailable, connect
 from orchestrator.supervisor import Supervisor, process_owner
 from orchestrator.tools import ToolRunner
+from orchestrator.ui import ui_router
 from umi.http_errors import BodyLimit, HttpError, error_body, error_responses, install_error_handlers
 from umi.sse import MEDIA_TYPE, encode_event
 from umi.tracing import configure_tracing
@@ -206,6 +208,7 @@ def create_app(
             raise HttpError(401, "unauthorized", "GET /metrics needs the admin token (UMI_ADMIN_TOKEN)")
         return Response(generate_latest(orch(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    app.include_router(ui_router(orch, principal))  # the trajectory viewer, /ui (orchestrator.ui)
     return app
 
 
