@@ -31,7 +31,7 @@ from orchestrator.chats import Principal
 from orchestrator.models import ChatDoc
 from orchestrator.roles import encode_body
 from orchestrator.state import ChatState
-from orchestrator.store import LIST_LIMIT_MAX
+from orchestrator.store import LIST_LIMIT_MAX, ChatSummary
 from umi.http_errors import HttpError, error_responses
 from umi.roleapi import RenderResponse
 from umi.tracing import with_trace
@@ -40,19 +40,8 @@ PAGE = Path(__file__).parent / "static" / "ui.html"
 RENDER_TIMEOUT_S = 30.0
 
 
-class ChatLine(BaseModel):
-    chat_id: str
-    status: str
-    query: str
-    steps: int
-    models: dict[str, str]
-    created_at: float
-    updated_at: float
-    error_type: str | None = None
-
-
 class ChatList(BaseModel):
-    chats: list[ChatLine]
+    chats: list[ChatSummary]
     more: bool
     offset: int
 
@@ -92,7 +81,7 @@ def ui_router(orch: Callable[[Request], Any], principal: Callable[[Request], Pri
         page = await orch(request).store.list_chats(
             None if who.admin else who.owner, status=status or None, text=q or None, offset=offset, limit=limit
         )
-        return ChatList(chats=[ChatLine(**vars(c)) for c in page.chats], more=page.more, offset=offset)
+        return ChatList(chats=page.chats, more=page.more, offset=offset)
 
     @router.get("/ui/api/chats/{chat_id}", response_model=ChatView, responses=error_responses(401, 404, 500, 503))
     async def chat_view(chat_id: str, request: Request) -> ChatView:
