@@ -83,7 +83,7 @@ def ui_router(orch: Callable[[Request], Any], principal: Callable[[Request], Pri
         )
         return ChatList(chats=page.chats, more=page.more, offset=offset)
 
-    @router.get("/ui/api/chats/{chat_id}", response_model=ChatView, responses=error_responses(401, 404, 500, 503))
+    @router.get("/ui/api/chats/{chat_id}", response_model=ChatView, responses=error_responses(401, 404, 422, 500, 503))
     async def chat_view(chat_id: str, request: Request) -> ChatView:
         o = orch(request)
         chat = await o.chats.load_visible(chat_id, principal(request))

@@ -11,6 +11,7 @@ from fastapi import Request
 
 from tests.orchestrator.conftest import Orch
 from tests.support.orchestrator_fakes import FakeRoles, plan
+from tests.support.tracing import by_name, memory_spans
 
 KEYS = {"api_keys": "alice-key,bob-key", "admin_token": "admin-token"}
 
@@ -57,11 +58,14 @@ def test_the_list_shows_each_key_its_own_chats_and_the_admin_all(make_orch: Call
 
 def test_a_chat_view_is_the_document_and_only_its_owner_sees_it(make_orch: Callable[..., Orch], fake_roles: FakeRoles) -> None:
     fake_roles.planner = lambda req: plan("I know.", "conclusion")
+    spans = memory_spans()  # tracing on: the chat has a trace, and the view links it
     orch = make_orch(**KEYS, trace_url="http://jaeger:16686/trace/{trace_id}")
     doc = orch.client.post("/chat", json={"query": "hi"}, headers=auth("alice-key")).json()
     view = orch.client.get(f"/ui/api/chats/{doc['chat_id']}", headers=auth("alice-key")).json()
     assert view["chat"]["steps"] == doc["steps"] and view["query"] == "hi"
-    assert view["trace_id"] is None and view["trace_url"] is None  # tracing is off here: no trace, no link
+    (root,) = by_name(spans.get_finished_spans(), "invoke_agent umi")
+    assert view["trace_id"] == f"{root.context.trace_id:032x}"
+    assert view["trace_url"] == f"http://jaeger:16686/trace/{view['trace_id']}"
     assert orch.client.get(f"/ui/api/chats/{doc['chat_id']}", headers=auth("bob-key")).status_code == 404
 
 
