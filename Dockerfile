@@ -7,7 +7,7 @@
 #   docker build --target gpu -t umi-serve:gpu .
 
 ARG PYTHON_IMAGE=python:3.11-slim
-ARG VLLM_IMAGE=vllm/vllm-openai:v0.12.0
+ARG VLLM_IMAGE=vllm/vllm-openai:v0.33.0
 
 # What both images install: the project's sources (see .dockerignore).
 FROM scratch AS source

@@ -50,6 +50,17 @@ up: setup models
 	@scripts/ensure-redis-server.sh
 	$(BIN)/umi demo up --models $(DEMO_MODELS) $(DEMO_ARGS)
 
+# Long fuzzing (tests/fuzz, the parser properties, the chaos test), fresh random examples each
+# round, until FUZZ_SECONDS have passed (`make test` runs the same tests on a short budget).
+FUZZ_SECONDS ?= 600
+FUZZ_EXAMPLES ?= 300
+.PHONY: fuzz
+fuzz: setup
+	@end=$$(( $$(date +%s) + $(FUZZ_SECONDS) )); round=0; \
+	while [ $$(date +%s) -lt $$end ]; do round=$$((round + 1)); echo "== fuzz round $$round"; \
+	  UMI_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) scripts/with-redis.sh $(BIN)/python -m pytest -q -p no:cacheprovider \
+	    tests/fuzz tests/format/test_parser_properties.py tests/orchestrator/test_chaos.py || exit 1; done
+
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
 

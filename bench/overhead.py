@@ -104,17 +104,27 @@ class FakeProtocol(asyncio.Protocol):
 
 
 def serve_fakes(port: int, delay: float, tool_delay: float) -> None:
+    """The fakes on ``port`` and, for the tool (the orchestrator refuses tool calls to its role
+    services' port), on ``port + 1`` too."""
     FakeProtocol.payloads, FakeProtocol.delay, FakeProtocol.tool_delay = _payloads(), delay, tool_delay
 
     async def main() -> None:
-        server = await asyncio.get_running_loop().create_server(FakeProtocol, "127.0.0.1", port, backlog=4096)
-        async with server:
-            await server.serve_forever()
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(FakeProtocol, "127.0.0.1", port, backlog=4096)
+        tools = await loop.create_server(FakeProtocol, "127.0.0.1", port + 1, backlog=4096)
+        async with server, tools:
+            await asyncio.gather(server.serve_forever(), tools.serve_forever())
 
     run(main())
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def tool_url_of(fakes_url: str) -> str:
+    """The fake tool: the fakes' second port (``serve_fakes``)."""
+    base, port = fakes_url.rsplit(":", 1)
+    return f"{base}:{int(port) + 1}/tool"
 
 
 def free_port() -> int:
@@ -235,7 +245,7 @@ class Orchestrator:
         env = {
             **os.environ, "UMI_REDIS_URL": redis_url, "UMI_PLANNER_URL": fakes_url, "UMI_CALLER_URL": fakes_url,
             "UMI_SUMMARIZER_URL": fakes_url, "UMI_KEY_PREFIX": f"umi-bench:{uuid.uuid4().hex[:8]}:",
-            "UMI_CHAT_TTL_S": "600",
+            "UMI_CHAT_TTL_S": "600", "UMI_TOOL_ALLOWLIST": "127.0.0.1",
         }  # fmt: skip
         self.log = (log_dir / f"overhead-orchestrator-w{workers}.log").open("wb")
         self.proc = subprocess.Popen(
@@ -257,7 +267,7 @@ class Orchestrator:
 
 
 async def measure(args: argparse.Namespace, orchs: list[Orchestrator], fakes: str, redis_url: str) -> dict[str, Any]:
-    tool_url = fakes + "/tool"
+    tool_url = tool_url_of(fakes)
     results: dict[str, Any] = {"levels": {}}
     rc = redis.Redis.from_url(redis_url)
     round_trips = "umi_orchestrator_redis_round_trips_total"
@@ -356,7 +366,7 @@ def main() -> None:
     try:
         fakes = subprocess.Popen([sys.executable, __file__, "--serve-fakes", fakes_url.rsplit(":", 1)[1],
                                   "--delay", str(args.delay), "--tool-delay", str(args.tool_delay)])  # fmt: skip
-        wait_http(fakes_url + "/tool", fakes, "the fake role services")
+        wait_http(tool_url_of(fakes_url), fakes, "the fake role services")
         for workers in args.workers:
             orchs.append(Orchestrator(workers, redis_url, fakes_url, log_dir))
         results = run(measure(args, orchs, fakes_url, redis_url))

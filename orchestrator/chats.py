@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from orchestrator.events import EventHub, Out, Subscription, follow
 from orchestrator.metrics import Metrics
-from orchestrator.models import ChatDoc, ChatRequest, ToolOutputsRequest
+from orchestrator.models import ChatDoc, ChatRequest, Tool, ToolOutputsRequest
 from orchestrator.settings import Settings
 from orchestrator.state import ChatState, observation_step
 from orchestrator.store import ChatStore, IndexConflict, NewChat, NotInStatus, StoredChat
@@ -57,23 +57,34 @@ class Chats:
         self.hub = hub
         self.metrics = metrics
 
-    def check_limits(self, request: ChatRequest) -> None:
+    def check_limits(self, request: ChatRequest) -> ChatRequest:
+        """The request within the limits, with tools identical to an earlier one left out.
+
+        Raises HttpError 422 naming the field: over a limit, or two different tools with one name
+        (a call could not say which one it means). Names that only collide after the models' 64
+        character cut are made distinct (``umi.format.tools.model_names``), not refused.
+        """
         s = self.settings
         if len(request.query) > s.max_query_chars:
             raise HttpError(422, "limit", f"query is {len(request.query)} characters; the limit is {s.max_query_chars}", "query")
-        if len(request.tools) > s.max_tools:
-            raise HttpError(422, "limit", f"{len(request.tools)} tools; the limit is {s.max_tools}", "tools")
         if request.max_steps > s.max_steps_limit:
             raise HttpError(422, "limit", f"max_steps is {request.max_steps}; the limit is {s.max_steps_limit}", "max_steps")
-        seen: dict[str, int] = {}
+        tools: list[Tool] = []
+        seen: dict[str, tuple[int, Tool]] = {}
         for i, tool in enumerate(request.tools):
-            if tool.model_name in seen:
+            earlier = seen.get(tool.function.name)
+            if earlier is None:
+                seen[tool.function.name] = (i, tool)
+                tools.append(tool)
+            elif earlier[1] != tool:
                 raise HttpError(
                     422, "invalid_request",
-                    f"tools {seen[tool.model_name]} and {i} have the same name as the models see it "
-                    f"({tool.model_name!r}, the last 64 characters)", f"tools[{i}].function.name",
+                    f"tools {earlier[0]} and {i} are both named {tool.function.name!r} but differ; "
+                    "a call could not say which one it means", f"tools[{i}].function.name",
                 )  # fmt: skip
-            seen[tool.model_name] = i
+        if len(tools) > s.max_tools:
+            raise HttpError(422, "limit", f"{len(tools)} tools; the limit is {s.max_tools}", "tools")
+        return request if len(tools) == len(request.tools) else request.model_copy(update={"tools": tools})
 
     async def create(self, request: ChatRequest, who: Principal) -> tuple[str, Subscription | None]:
         """Create and start the chat, or find the existing one with this chat_id.
@@ -81,7 +92,7 @@ class Chats:
         For a streamed request the returned subscription was opened before the chat started,
         so the follower misses no token.
         """
-        self.check_limits(request)
+        request = self.check_limits(request)
         chat_id = request.chat_id or uuid.uuid4().hex
         stored = request.model_copy(update={"chat_id": chat_id, "stream": False})
         fingerprint = request.fingerprint()

@@ -10,6 +10,7 @@ backbone answer becomes a planner step plus a caller or summarizer step.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import Protocol
@@ -36,7 +37,7 @@ from orchestrator.writer import Detached, StepWriter
 from umi.format.observations import error_observation, invalid_arguments_observation, unknown_tool_observation
 from umi.format.tools import HALLUCINATED_NAME
 from umi.format.turns import caller_turn_content
-from umi.roleapi import CallResponse, ModelInfo
+from umi.roleapi import CallResponse, ModelInfo, PromptFit
 from umi.roleapi import Usage as RoleUsage
 from umi.tracing import record_error as trace_error
 
@@ -50,6 +51,7 @@ class _Answered(Protocol):
 
     model: ModelInfo
     usage: RoleUsage
+    fit: PromptFit | None
 
 
 class ChatLoop:
@@ -72,16 +74,19 @@ class ChatLoop:
 
         ``token`` may still be a future (the chat is being created): the first role request
         goes out meanwhile, and nothing is written before the token is known."""
-        writer = StepWriter(
-            state, self.store, self.owner, token, hub=self.hub, metrics=self.metrics,
-            write_retry_s=self.settings.write_retry_s, single_model=self.settings.single_model,
-        )  # fmt: skip
+        writer = self._writer(state, token)
         bind(chat_id=state.chat_id)
         try:
             with tracing.run(state):
                 await self._advance(writer)
         except Detached as exc:
             log.warning("chat detached from this process: %s", exc)
+            raise
+        except Exception:
+            # A crash: what was done is written before the chat restarts (a tool's observation
+            # written behind must not be lost, or an idempotent tool would run again).
+            with contextlib.suppress(Exception):
+                await writer.flush()
             raise
         finally:
             writer.cancel()
@@ -111,6 +116,18 @@ class ChatLoop:
                     state.error = error
                     await writer.write([], ChatUpdate(status="failed", error=error))
 
+    def _writer(self, state: ChatState, token: int | asyncio.Future[int]) -> StepWriter:
+        return StepWriter(
+            state, self.store, self.owner, token, hub=self.hub, metrics=self.metrics,
+            write_retry_s=self.settings.write_retry_s, single_model=self.settings.single_model,
+        )  # fmt: skip
+
+    async def fail(self, state: ChatState, token: int, error: ChatError) -> None:
+        """End a running chat ``failed`` with ``error``, nothing else run (raises Detached if refused)."""
+        writer = self._writer(state, token)
+        state.error = error
+        await writer.write([], ChatUpdate(status="failed", error=error))
+
     # ------------------------------------------------------------ role calls
 
     def _token_sink(self, state: ChatState, role: str) -> TokenSink | None:
@@ -131,7 +148,7 @@ class ChatLoop:
         return Step(
             index=index, role=role, model_version=response.model.version,
             usage=Usage(prompt_tokens=response.usage.prompt_tokens, completion_tokens=response.usage.completion_tokens),
-            started_at=started_at, latency_ms=latency_ms, **fields,  # type: ignore[arg-type]
+            fit=response.fit, started_at=started_at, latency_ms=latency_ms, **fields,  # type: ignore[arg-type]
         )  # fmt: skip
 
     async def _plan(self, writer: StepWriter) -> None:
@@ -207,6 +224,7 @@ class ChatLoop:
             "index": index, "role": "caller", "tool_call_id": call_id, "started_at": started_at, "latency_ms": latency,
             "model_version": version or call.model.version,
             "usage": None if version else Usage(prompt_tokens=call.usage.prompt_tokens, completion_tokens=call.usage.completion_tokens),
+            "fit": None if version else call.fit,  # single-model mode: the planner step has the prompt's fit
         }  # fmt: skip
         arguments = call.arguments if call.arguments is not None else call.arguments_raw
         merged = version is not None  # single-model mode: the planner turn holds the call

@@ -1,4 +1,13 @@
-"""The orchestrator's API bodies (OpenAPI at /docs). Clients depend on these names."""
+"""The orchestrator's API bodies (OpenAPI at /docs). Clients depend on these names.
+
+Request bodies take the documented JSON types strictly: ``"stream": "yes"``, ``"max_steps": "3"``
+or ``"idempotent": 1`` is a 422 naming the field, never coerced. Chat ids are 1 to 128
+characters of ``A-Z a-z 0-9 _ -``, starting with a letter or digit (``CHAT_ID_PATTERN``): an id
+can never name another chat's keys or sub-keys in any store. Tool endpoints must be sendable as
+given: an absolute http(s) URL, header names that are HTTP tokens and header values without
+control characters (CR, LF, NUL, ...); anything else is a 422 naming the field
+(``tools[0].endpoint.headers.X-Trace``).
+"""
 
 from __future__ import annotations
 
@@ -6,31 +15,57 @@ import hashlib
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Annotated
+
+import yarl
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, field_validator
 
 from umi.format.parsers import Decision
-from umi.format.tools import OpenAITool, cut_name
+from umi.format.tools import OpenAITool, model_name
+from umi.roleapi import PromptFit
 
 ChatStatus = Literal["running", "completed", "gave_up", "requires_action", "max_steps", "failed"]
 SETTLED: frozenset[str] = frozenset({"completed", "gave_up", "requires_action", "max_steps", "failed"})
 """Every status but ``running``: the chat does not advance on its own."""
 
 StepRole = Literal["planner", "caller", "observation", "summarizer"]
-CHAT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+CHAT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$"
+"""A chat id: 1-128 characters of letters, digits, ``_`` and ``-``, the first a letter or digit."""
+ChatId = Annotated[StrictStr, Field(pattern=CHAT_ID_PATTERN, description="1-128 of A-Z a-z 0-9 _ -, first a letter or digit")]
+
+HEADER_NAME_PATTERN = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$"
+"""An HTTP header name: a token (RFC 9110, section 5.1)."""
+HEADER_VALUE_PATTERN = r"^[^\x00-\x08\x0a-\x1f\x7f]{0,8192}$"
+"""An HTTP header value: no control character but tab (RFC 9110, section 5.5: CR, LF and NUL are never valid)."""
+HeaderName = Annotated[StrictStr, Field(pattern=HEADER_NAME_PATTERN)]
+HeaderValue = Annotated[StrictStr, Field(pattern=HEADER_VALUE_PATTERN)]
 
 
 class Endpoint(BaseModel):
     """Where the orchestrator executes a tool. A tool without one is executed by the client."""
 
     model_config = ConfigDict(extra="forbid")
-    url: str = Field(min_length=1, max_length=2048)
+    url: StrictStr = Field(min_length=1, max_length=2048, description="an absolute http or https URL")
     method: Literal["POST", "GET"] = "POST"
-    headers: dict[str, str] = Field(default_factory=dict)
-    timeout_s: float | None = Field(default=None, gt=0, le=600)
-    idempotent: bool = Field(
+    headers: dict[HeaderName, HeaderValue] = Field(
+        default_factory=dict, description="sent with each call: names are HTTP tokens, values have no control characters"
+    )
+    timeout_s: StrictFloat | None = Field(default=None, gt=0, le=600)
+    idempotent: StrictBool = Field(
         default=False,
         description="safe to run again: a call interrupted by a restart is re-executed instead of reported lost",
     )
+
+    @field_validator("url")
+    @classmethod
+    def _absolute_http_url(cls, url: str) -> str:
+        try:
+            parsed = yarl.URL(url)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"not a URL: {exc}") from None
+        if parsed.scheme not in ("http", "https") or not parsed.host:
+            raise ValueError("must be an absolute http or https URL (http://host[:port]/path)")
+        return url
 
 
 class Tool(OpenAITool):
@@ -44,17 +79,18 @@ class Tool(OpenAITool):
 
     @property
     def model_name(self) -> str:
-        """The name the role models see (the last 64 characters)."""
-        return cut_name(self.function.name)
+        """The name the role models see alone (``umi.format.tools.model_name``: the last 64
+        characters, stripped); among a chat's tools ``ChatState`` makes the names distinct."""
+        return model_name(self.function.name)
 
 
 class ChatRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    query: str = Field(min_length=1)
+    query: StrictStr = Field(min_length=1)
     tools: list[Tool] = Field(default_factory=list)
-    max_steps: int = Field(default=10, ge=1, description="the most planner turns the chat may take")
-    stream: bool = False
-    chat_id: str | None = Field(default=None, pattern=CHAT_ID_PATTERN)
+    max_steps: StrictInt = Field(default=10, ge=1, description="the most planner turns the chat may take")
+    stream: StrictBool = False
+    chat_id: ChatId | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
 
     def fingerprint(self) -> str:
@@ -89,6 +125,9 @@ class Step(BaseModel):
     answer: str | None = None
     # every step
     turn: str | None = Field(default=None, description="the turn as the role models see it in the history")
+    fit: PromptFit | None = Field(
+        default=None, description="role steps: how the prompt was made to fit the context (null when it fit whole)"
+    )
     model_version: str | None = None
     usage: Usage | None = None
     started_at: float = Field(description="seconds since the epoch")
@@ -131,14 +170,14 @@ class ChatDoc(BaseModel):
 
 class ToolOutput(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    tool_call_id: str = Field(min_length=1)
-    output: str
+    tool_call_id: StrictStr = Field(min_length=1)
+    output: StrictStr
 
 
 class ToolOutputsRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     outputs: list[ToolOutput] = Field(min_length=1)
-    stream: bool = False
+    stream: StrictBool = False
 
 
 def chat_usage(steps: list[Step]) -> ChatUsage:

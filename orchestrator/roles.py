@@ -3,7 +3,8 @@
 
 Retried: connection errors, timeouts, 408, 429 and 5xx (503's ``Retry-After`` is honoured up to
 the backoff cap). Not retried: other 4xx (the request is wrong and stays wrong) and a 2xx body
-that is not the role API's response. Streaming (``"stream": true``) forwards ``token`` deltas
+that is not the role API's response, nor anything else that cannot be read (a body or stream
+that is not UTF-8 or not JSON: ``bad_response``, never an exception of another kind). Streaming (``"stream": true``) forwards ``token`` deltas
 to a callback; a retry after some tokens starts the text again (the callback sees ``attempt``).
 """
 
@@ -211,6 +212,8 @@ class HttpRoleClient:
             raise RoleError(role, "timeout", f"{role} timed out after {self.settings.role_timeout_s:g} s") from exc
         except aiohttp.ClientError as exc:
             raise RoleError(role, "connection", f"{role} unreachable at {self.urls[role]}: {exc!r}") from exc
+        except (ValueError, TypeError, AttributeError) as exc:  # undecodable text, a token event that is not JSON...
+            raise RoleError(role, "bad_response", f"{role} answered what cannot be read: {type(exc).__name__}: {exc}") from exc
 
     @staticmethod
     def _raise_for_status(role: str, status: int, body: bytes, headers: Mapping[str, str]) -> None:

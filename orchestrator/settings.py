@@ -13,9 +13,10 @@ from functools import cached_property
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-# Loopback and the service names of the compose stack that may serve tools. The Redis server
-# and the orchestrator itself are deliberately not on it.
-DEFAULT_TOOL_ALLOWLIST = "localhost,127.0.0.0/8,::1,tools,planner,caller,summarizer,backbone"
+# Nothing: tool endpoints reach only the hosts the operator lists (`make up`, `make demo` and
+# docker-compose.yml list their own tools server). Even a listed range never reaches the stack
+# itself (orchestrator.tools: the orchestrator's own addresses, Redis, the role services).
+DEFAULT_TOOL_ALLOWLIST = ""
 
 
 def split_csv(value: str) -> list[str]:
@@ -42,7 +43,9 @@ class Settings(BaseSettings):
     # --- security and limits
     tool_allowlist: str = Field(
         default=DEFAULT_TOOL_ALLOWLIST,
-        description="hosts tool endpoints may have: names (exact), IP addresses, CIDR networks, comma-separated",
+        description="hosts tool endpoints may have: names (exact), IP addresses, CIDR networks, comma-separated "
+        "(empty: no server tool may be called); the orchestrator itself, Redis and the role services are refused "
+        "even when listed",
     )
     admin_token: str | None = Field(default=None, description="bearer token that sees every chat; when set, /metrics requires it")
     api_keys: str = Field(default="", description="comma-separated bearer keys; when set, /chat... requires one (empty: open)")
@@ -64,6 +67,11 @@ class Settings(BaseSettings):
     )
     sweep_interval_s: float = Field(default=5.0, gt=0, description="how often each process looks for chats with an expired lease")
     sweep_batch: int = Field(default=32, ge=1, description="most chats one sweep takes over")
+    max_interruptions: int = Field(
+        default=3, ge=1,
+        description="a chat whose run was interrupted this many times (its lease taken over after a crash or restart, "
+        "or its loop crashed) ends failed (error type interrupted) instead of running again; its tools are not called again",
+    )
     redis_timeout_s: float = Field(
         default=5.0, gt=0, description="Redis connect/read timeout, and the wait for a pooled connection"
     )

@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from orchestrator.models import ChatDoc, ChatError, ChatRequest, PendingToolCall, Step, Tool, chat_usage
 from orchestrator.store import StoredChat
+from umi.format.tools import model_names
 
 Action = Literal["plan", "call", "summarize", "finish_call", "max_steps"]
 
@@ -95,9 +96,9 @@ class ChatState:
     def __post_init__(self) -> None:
         self.tools_json = json.dumps([t.role_dict() for t in self.request.tools], separators=(",", ":"))
         """The tools as role requests carry them, serialised once per chat."""
-        self.tools_by_model_name: dict[str, Tool] = {}
-        for tool in self.request.tools:
-            self.tools_by_model_name.setdefault(tool.model_name, tool)
+        names = model_names([t.function.name for t in self.request.tools])
+        self.tools_by_model_name: dict[str, Tool] = dict(zip(names, self.request.tools, strict=True))
+        """The name the caller writes -> the tool (the names the role services give the tools)."""
         self.tools_by_name = {t.function.name: t for t in self.request.tools}
         self.history: list[dict[str, str]] = [{"role": "user", "content": self.request.query}]
         for step in self.steps:

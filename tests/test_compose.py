@@ -135,8 +135,12 @@ def test_service_urls_name_services_and_their_ports(services: dict[str, dict[str
             assert target.hostname == name or services[target.hostname].get("profiles") in (None, service.get("profiles")), var
             expected = REDIS_PORT_IN_NETWORK if target.hostname == "redis" else DOCUMENTED_PORTS.of(kind(target.hostname))
             assert target.port == expected, f"{name}: {var}={value}"
-    # the orchestrator's tool allowlist lets it call the tools service by name
-    assert "tools" in OrchestratorSettings().allowlist.names
+    # each orchestrator's tool allowlist lets it call the tools service by name, and nothing else
+    # (the default allowlist is empty)
+    assert OrchestratorSettings().allowlist.names == frozenset()
+    for name, service in services.items():
+        if kind(name) == "orchestrator":
+            assert service["environment"]["UMI_TOOL_ALLOWLIST"] == "tools", name
 
 
 def test_models_are_the_demo_models_or_the_released_checkpoints(services: dict[str, dict[str, Any]]) -> None:

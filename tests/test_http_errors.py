@@ -135,9 +135,10 @@ def test_an_unexpected_exception_answers_500_with_the_error_body(api: Api) -> No
 
 def test_orchestrator_limits_name_tools_by_index_in_the_same_spelling() -> None:
     chats = Chats(Settings(), store=None, supervisor=None, hub=None, metrics=None)  # type: ignore[arg-type]
-    twins = ChatRequest(query="q", tools=[TOOL, TOOL])
+    other = {**TOOL, "function": {**TOOL["function"], "description": "another tool of the same name"}}
+    conflicting = ChatRequest(query="q", tools=[TOOL, other])
     with pytest.raises(HttpError) as refused:
-        chats.check_limits(twins)
+        chats.check_limits(conflicting)
     assert (refused.value.status, refused.value.type, refused.value.field) == (422, "invalid_request", "tools[1].function.name")
 
 

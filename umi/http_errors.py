@@ -65,6 +65,13 @@ _DESCRIPTIONS = {
 }
 
 
+PROMETHEUS_TEXT: dict[str, Any] = {
+    "description": "Prometheus metrics (text exposition format)",
+    "content": {"text/plain": {"schema": {"type": "string"}}},
+}
+"""The 200 answer of a ``/metrics`` route in ``responses=`` (so that OpenAPI names its media type)."""
+
+
 class ErrorDetail(BaseModel):
     type: str
     message: str
@@ -107,9 +114,12 @@ def field_path(loc: Sequence[int | str], body: Any = None) -> str:
     ``tools[0].function.name``; ``("body",)`` -> ``body``.
 
     With the request ``body``, the steps pydantic adds that are not in it are left out: the
-    member of a union it tried (``tools[0].OpenAITool.function`` -> ``tools[0].function``).
+    member of a union it tried (``tools[0].OpenAITool.function`` -> ``tools[0].function``). A
+    bad dict key is named by the key itself (``headers.Bad Name``, not ``headers.Bad Name.[key]``).
     """
     parts = list(loc[1:]) if loc and loc[0] in _SOURCES else list(loc)
+    if parts and parts[-1] == "[key]":
+        parts.pop()
     out, node = "", body
     for i, part in enumerate(parts):
         if body is not None and i < len(parts) - 1:

@@ -12,6 +12,9 @@ With ``"stream": true`` a generating endpoint answers ``text/event-stream``: ``t
 whole response body, or one ``error`` event ``{"error": {...}}``.
 Errors are JSON ``{"error": {"type": str, "message": str, "field": str | null}}``
 (``umi.http_errors.ErrorBody``); an engine that is not ready answers 503 with ``Retry-After``.
+Every response (and ``/v1/render``) carries ``fit``: a ``PromptFit`` when the prompt rendered from
+the request had to be made to fit the context, null when it fit whole (an optional field: old
+clients ignore it).
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from umi.format.tools import OpenAITool, ToolBenchAPI, ToolDoc, to_tooldocs
 from umi.format.turns import Turn
 
 ToolSpec = OpenAITool | ToolDoc | ToolBenchAPI
+# vLLM takes a seed that fits in int64 (vllm/entrypoints/openai/protocol.py: torch.iinfo(torch.long)).
+SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1
 
 
 class SamplingParams(BaseModel):
@@ -34,7 +39,7 @@ class SamplingParams(BaseModel):
     temperature: float | None = Field(default=None, ge=0.0, le=5.0)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
     max_tokens: int | None = Field(default=None, ge=1, le=32768)
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=SEED_MIN, le=SEED_MAX, description="an int64: vLLM's range")
 
 
 class _RoleRequest(BaseModel):
@@ -71,6 +76,30 @@ class BackboneRequest(_ToolsRequest):
     """The single-model baseline: one model decides, calls and concludes (POST /v1/step)."""
 
 
+FitAction = Literal["shorten_observations", "drop_steps", "select_tools", "cut_history", "cut_left"]
+ContextPolicy = Literal["fit", "reference"]
+
+
+class PromptFit(BaseModel):
+    """How a prompt that did not fit the context was made to fit (``umi.service.prompt_fit``).
+
+    A response carries one only when the prompt rendered from the request was over the budget
+    (``max_model_len`` - max new tokens - margin); token counts include the BOS token.
+    """
+
+    policy: ContextPolicy = Field(description="fit: the documented policy; reference: the plain left cut")
+    actions: list[FitAction] = Field(description="what was done, in the order it was done")
+    budget_tokens: int = Field(description="the most tokens the prompt may have")
+    tokens_before: int = Field(description="the prompt rendered whole")
+    tokens_after: int = Field(description="the prompt sent")
+    observations_shortened: int = Field(default=0, description="older observations cut to their first characters")
+    steps_dropped: int = Field(default=0, description="history turns left out (the oldest, never the user's query)")
+    tools_total: int = 0
+    tools_kept: int = 0
+    kept_tools: list[str] | None = Field(default=None, description="the names of the tools kept, when some were left out")
+    chars_cut: int = Field(default=0, description="characters cut from the left (of the history, or of the whole prompt)")
+
+
 class ModelInfo(BaseModel):
     name: str
     version: str
@@ -86,6 +115,7 @@ class _RoleResponse(BaseModel):
     model: ModelInfo
     usage: Usage
     latency_ms: float
+    fit: PromptFit | None = Field(default=None, description="how the prompt was made to fit the context; null when it fit whole")
 
 
 class PlanResponse(_RoleResponse):
@@ -118,7 +148,8 @@ class BackboneResponse(_RoleResponse):
 class RenderResponse(BaseModel):
     prompt: str
     prompt_tokens: int | None = None
-    truncated: bool = False
+    truncated: bool = Field(default=False, description="the prompt is not the whole rendering of the request")
+    fit: PromptFit | None = Field(default=None, description="how the prompt was made to fit the context; null when it fit whole")
 
 
 RoleName = Literal["planner", "caller", "summarizer", "backbone"]

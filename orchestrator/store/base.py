@@ -17,7 +17,9 @@ conformance suite that holds each backend to them):
   reply is recognised as applied (same answer), not refused or written twice.
 * **Leases.** A running chat is leased to a process until ``lease_until``; ``renew`` extends
   the leases a process still holds; ``claim_expired`` takes over running chats whose lease
-  expired. An update whose status is not ``running`` settles the chat and releases its lease.
+  expired, and counts each takeover in the chat's ``interruptions`` (so that a chat whose run
+  keeps dying can be stopped). An update whose status is not ``running`` settles the chat and
+  releases its lease.
 * **Status.** Only a ``running`` chat takes writes (``NotInStatus``); only a chat in
   ``requires_action`` takes tool outputs (``resume_with_outputs``).
 * **TTL.** A chat and its steps are forgotten ``ttl_s`` after its last write (``ChatGone``).
@@ -157,6 +159,8 @@ class StoredChat:
     tool_calls: dict[int, ToolCallRecord] = field(default_factory=dict)
     lease_owner: str | None = None
     """The process holding the lease while the chat runs; None once it settled."""
+    interruptions: int = 0
+    """How many times ``claim_expired`` took the chat over (its last process died or stalled)."""
     created_at: float = 0.0
     updated_at: float = 0.0
     """Seconds since the epoch, on the backend's clock."""
@@ -257,7 +261,8 @@ class ChatStore(Protocol):
         ...
 
     async def claim_expired(self, lease_owner: str, limit: int) -> list[ClaimedChat]:
-        """Take over up to ``limit`` running chats whose lease expired, each with a new token."""
+        """Take over up to ``limit`` running chats whose lease expired, each with a new token;
+        each takeover adds one to the chat's ``interruptions``."""
         ...
 
     async def renew(self, lease_owner: str, leases: dict[str, int]) -> list[str]:

@@ -178,6 +178,7 @@ class InMemoryChatStore:
         for _, chat_id in expired[:limit]:
             record = self._chats[chat_id]
             record.token += 1
+            record.chat.interruptions += 1
             self._hold(record, lease_owner, now)
             claimed.append(ClaimedChat(chat_id, record.token))
         return claimed

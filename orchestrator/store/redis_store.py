@@ -7,7 +7,7 @@ Keys (``P`` is ``UMI_KEY_PREFIX``):
 
     P chat:<id>          hash    status, request, fingerprint, metadata, owner, answer, error,
                                  pending, next_index, lease_token, lease_owner, lease_until,
-                                 create_id,
+                                 create_id, interruptions,
                                  model:<role>, tool:<step> (tool-call idempotency record),
                                  last_write, created_at, updated_at, query, trace
     P chat:<id>:steps    stream  one entry per step, id ``<index>-1``, field ``s`` = the step JSON
@@ -184,6 +184,7 @@ for _, id in ipairs(ids) do
     redis.call('ZREM', KEYS[1], id)
   elseif tonumber(cur[2] or '0') <= now then
     local token = redis.call('HINCRBY', key, 'lease_token', 1)
+    redis.call('HINCRBY', key, 'interruptions', 1)
     local expiry = now + tonumber(ARGV[2])
     redis.call('HSET', key, 'lease_owner', ARGV[1], 'lease_until', expiry)
     redis.call('ZADD', KEYS[1], expiry, id)
@@ -330,6 +331,7 @@ def _stored(chat_id: str, fields: Mapping[str, str], steps: list[Step]) -> Store
         models={k.removeprefix("model:"): v for k, v in fields.items() if k.startswith("model:")},
         tool_calls={int(k.removeprefix("tool:")): v for k, v in fields.items() if k.startswith("tool:")},  # type: ignore[misc]
         lease_owner=fields.get("lease_owner"),
+        interruptions=int(fields.get("interruptions", "0")),
         created_at=int(fields.get("created_at", "0")) / 1000,
         updated_at=int(fields.get("updated_at", "0")) / 1000,
         steps=steps,

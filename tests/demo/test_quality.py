@@ -19,12 +19,23 @@ def test_a_report_is_current_only_for_the_models_it_was_measured_on(tmp_path: Pa
     models = _models(tmp_path / "m", {"planner": "p1", "caller": "c1", "summarizer": "s1", "caller-v2": "c2"})
     report = tmp_path / "quality.json"
     assert not is_current(report, models)  # no report yet
-    report.write_text(json.dumps({"versions": {"planner": "p1", "caller": "c1", "summarizer": "s1"}}), encoding="utf-8")
+    measured = {"versions": {"planner": "p1", "caller": "c1", "summarizer": "s1"}, "protocol": "paper"}
+    report.write_text(json.dumps(measured), encoding="utf-8")
     assert is_current(report, models)
     assert not is_current(report, models, caller="caller-v2")
     _models(models, {"caller": "c1-retrained"})
     assert not is_current(report, models)
     report.write_text("not json", encoding="utf-8")
+    assert not is_current(report, models)
+
+
+def test_a_report_of_the_teacher_forced_protocol_is_measured_again(tmp_path: Path) -> None:
+    models = _models(tmp_path / "m", {"planner": "p1", "caller": "c1", "summarizer": "s1"})
+    report = tmp_path / "quality.json"
+    versions = {"planner": "p1", "caller": "c1", "summarizer": "s1"}
+    report.write_text(json.dumps({"versions": versions}), encoding="utf-8")  # before the paper's protocol
+    assert not is_current(report, models)
+    report.write_text(json.dumps({"versions": versions, "protocol": "teacher-forcing"}), encoding="utf-8")
     assert not is_current(report, models)
 
 

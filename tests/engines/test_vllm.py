@@ -6,9 +6,12 @@ sleep/reload swaps that queue requests, blue/green with a failed warm-up, and fa
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import shutil
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -29,7 +32,17 @@ from tests.support.servers import (
 )
 
 from services import planner
-from umi.engines import EngineOptions, LaunchSpec, TransformersEngine, VllmEngine, VllmFlags
+from umi.engines import (
+    VLLM_VERSION,
+    CompletionParams,
+    EngineOptions,
+    EngineRequestError,
+    EngineStartError,
+    LaunchSpec,
+    TransformersEngine,
+    VllmEngine,
+    VllmFlags,
+)
 from umi.sse import Event
 
 PLAN = {"tools": [{"Name": "get_weather", "function": "Weather by city", "input": {}}],
@@ -108,14 +121,17 @@ def test_vllm_command_line_and_environment() -> None:
     engine = VllmEngine("/models/caller-7b", EngineOptions(), launch, flags)
     assert engine.command() == [
         "vllm", "serve", "/models/caller-7b", "--host", "127.0.0.1", "--port", "8101", "--dtype", "bfloat16",
-        "--served-model-name", "caller", "--tensor-parallel-size", "2", "--gpu-memory-utilization", "0.3",
+        "--served-model-name", "caller", "--generation-config", "vllm", "--tensor-parallel-size", "2", "--gpu-memory-utilization", "0.3",
         "--max-model-len", "4096", "--enable-lora", "--max-loras", "4", "--max-lora-rank", "64",
         "--enable-sleep-mode", "--enforce-eager",
     ]
     assert engine.environment() == {"VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True", "VLLM_SERVER_DEV_MODE": "1"}
     plain = VllmEngine("m", EngineOptions(), LaunchSpec(port=1, command=("python", "x.py")), VllmFlags(served_model_name="p"))
-    assert plain.command() == ["python", "x.py", "serve", "m", "--host", "127.0.0.1", "--port", "1", "--served-model-name", "p"]
-    assert plain.environment() == {}
+    assert plain.command() == [
+        "python", "x.py", "serve", "m", "--host", "127.0.0.1", "--port", "1", "--served-model-name", "p",
+        "--generation-config", "vllm",
+    ]
+    assert plain.environment() == {} and plain.unset_environment() == ("VLLM_API_KEY",)
 
 
 def test_transformers_command_line() -> None:
@@ -140,7 +156,7 @@ def test_vllm_serve_gets_the_settings_as_flags(vllm_service: ServiceMaker, tiny_
         assert pairs["--dtype"] == "float16" and pairs["--max-lora-rank"] == "16"
         assert {"--enable-lora", "--enable-sleep-mode"} <= set(argv)
         assert state["unknown_args"] == ["--enforce-eager"]  # UMI_ENGINE_ARGS, passed through
-        assert state["env"] == {"lora_runtime": True, "dev_mode": True}
+        assert state["env"] == {"lora_runtime": True, "dev_mode": True, "api_key": False}
 
         r = client.post("/v1/plan", json=PLAN)
         assert r.status_code == 200, r.text
@@ -227,7 +243,7 @@ def test_a_second_swap_during_a_slow_load_is_409(vllm_service: ServiceMaker, tmp
 
 
 def test_in_place_swap_queues_requests_during_the_pause(vllm_service: ServiceMaker, tiny_models: dict[str, Path]) -> None:
-    with vllm_service(engine_args="--fake-token-delay 0.01 --fake-reload-delay 1.5") as client:
+    with vllm_service(enable_lora=False, engine_args="--fake-token-delay 0.01 --fake-reload-delay 1.5") as client:
         pid = admin_status(client)["engine"]["pid"]
         during: dict[str, httpx.Response] = {}
 
@@ -252,23 +268,23 @@ def test_in_place_swap_queues_requests_during_the_pause(vllm_service: ServiceMak
         assert state["pid"] == pid and state["model_path"] == str(tiny_models["v2"])
         assert state["completions_while_sleeping"] == 0
         assert admin_calls(state, "sleep", "wake_up", "collective_rpc", "reset_prefix_cache") == [
-            ("sleep", 2), ("wake_up", ["weights"]), ("collective_rpc", "update_config"),
-            ("collective_rpc", "reload_weights"), ("wake_up", ["kv_cache"]), ("reset_prefix_cache", None),
+            ("sleep", 2), ("wake_up", ["weights"]), ("collective_rpc", "reload_weights"),
+            ("wake_up", ["kv_cache"]), ("reset_prefix_cache", None),
         ]
-        assert state["calls"][2]["args"] == [{"model_config": {"model": str(tiny_models["v2"])}}]
+        assert state["calls"][2]["kwargs"] == {"weights_path": str(tiny_models["v2"])}  # the documented form
 
 
 def test_in_place_swap_that_fails_to_load_restores_the_old_weights(
     vllm_service: ServiceMaker, tiny_models: dict[str, Path], tmp_path: Path
 ) -> None:
     bad = marked_copy(tiny_models["v2"], tmp_path / "v2-bad", "FAKE_LOAD_FAILS")
-    with vllm_service() as client:
+    with vllm_service(enable_lora=False) as client:
         r = swap(client, path=str(bad), strategy="in_place")
         assert r.status_code == 422 and r.json()["error"]["type"] == "weights_load_failed"
         state = fake_state(client)
         assert state["model_path"] == str(tiny_models["v1"]) and state["sleeping"] is False
-        reloads = [c["args"] for c in state["calls"] if c.get("method") == "update_config"]
-        assert reloads == [[{"model_config": {"model": str(bad)}}], [{"model_config": {"model": str(tiny_models["v1"])}}]]
+        reloads = [c["kwargs"]["weights_path"] for c in state["calls"] if c.get("method") == "reload_weights"]
+        assert reloads == [str(bad), str(tiny_models["v1"])]
         ok = client.post("/v1/plan", json=PLAN)
         assert ok.status_code == 200 and ok.json()["model"]["version"] == "v1"
 
@@ -331,7 +347,8 @@ def test_swaps_the_engine_cannot_do_are_refused(vllm_service: ServiceMaker, tmp_
         r = swap(client, path=str(tiny_models["v2"]), engine_url="http://127.0.0.1:1")
         assert r.status_code == 422 and r.json()["error"]["field"] == "engine_url"
         state = fake_state(client)
-        assert state["env"] == {"lora_runtime": False, "dev_mode": False} and "--enable-lora" not in state["argv"]
+        assert state["env"] == {"lora_runtime": False, "dev_mode": False, "api_key": False}
+        assert "--enable-lora" not in state["argv"]
 
 
 def test_blue_green_drains_in_flight_requests_on_the_old_engine(vllm_service: ServiceMaker, tiny_models: dict[str, Path]) -> None:
@@ -372,3 +389,181 @@ def test_blue_green_drains_in_flight_requests_on_the_old_engine(vllm_service: Se
         r = swap_while_held(abandoned, tiny_models["v1"], "v1-again", drain_timeout_s=0.5)
         assert r.status_code == 200 and r.json()["drained"] is False and r.json()["abandoned_requests"] == 1
         assert abandoned[-1].event == "error" and abandoned[-1].json()["error"]["type"] == "engine_unavailable"
+
+
+# --------------------------------------------------------------------------- vLLM behaviours (issue 16)
+# One test per behaviour of vLLM at the pinned version that the adapter must handle; the fake
+# imitates each (tests/support/fake_vllm.py cites the vLLM source). docs/role-services.md "vLLM behaviours".
+
+
+def test_the_pinned_vllm_version_is_the_same_in_pyproject_and_the_dockerfile() -> None:
+    root = Path(__file__).parents[2]
+    assert f'gpu = ["vllm=={VLLM_VERSION}"]' in (root / "pyproject.toml").read_text()
+    images = [line for line in (root / "Dockerfile").read_text().splitlines() if "vllm/vllm-openai:" in line]
+    assert images and all(line.rstrip().endswith(f"vllm/vllm-openai:v{VLLM_VERSION}") for line in images), images
+
+
+def test_in_place_swaps_are_refused_with_lora_enabled_because_vllm_cannot_reload_them(
+    vllm_service: ServiceMaker, tiny_models: dict[str, Path]
+) -> None:
+    with vllm_service() as client:  # LoRA and sleep mode both on
+        r = swap(client, path=str(tiny_models["v2"]), strategy="in_place")
+        assert r.status_code == 422 and r.json()["error"]["type"] == "in_place_unsupported"
+        assert "#39934" in r.json()["error"]["message"] and r.json()["error"]["field"] == "strategy"
+        assert admin_calls(fake_state(client), "sleep", "collective_rpc") == []  # refused before touching the engine
+        # What the refusal avoids: the fake, like vLLM, fails the reload with LoRA on.
+        engine_url = admin_status(client)["engine"]["url"]
+        failed = httpx.post(engine_url + "/collective_rpc", json={"method": "reload_weights", "kwargs": {"weights_path": str(tiny_models["v2"])}})
+        assert failed.status_code == 500 and "KeyError" in failed.text
+
+
+def test_an_engine_whose_core_dies_answers_503_with_retry_after_and_is_restarted_before_it_exits(
+    vllm_service: ServiceMaker,
+) -> None:
+    with vllm_service() as client:
+        engine_url = admin_status(client)["engine"]["url"]
+        # vLLM answers 500 and exits only later; exit_after_s is long so only our probe can restart it in time.
+        httpx.post(engine_url + "/fake/inject", json={"engine_dies": True, "exit_after_s": 60})
+        r = client.post("/v1/plan", json=PLAN)
+        assert r.status_code == 503 and r.json()["error"]["type"] == "engine_unavailable"
+        assert int(r.headers["retry-after"]) >= 1
+
+        def restarted(times: int) -> Callable[[], bool]:
+            return lambda: admin_status(client)["engine"]["restarts"] == times and client.get("/ready").status_code == 200
+
+        wait_until(restarted(1), 40, "the restart after a 500")
+        httpx.post(engine_url + "/fake/inject", json={"engine_dies": True, "exit_after_s": 60})
+        with client.stream("POST", "/v1/plan", json={**PLAN, "stream": True}) as streamed:
+            assert streamed.status_code == 200
+            events = read_events(streamed)
+        assert [e.event for e in events] == ["token", "token", "error"]
+        assert events[-1].json()["error"]["type"] == "engine_unavailable"
+        wait_until(restarted(2), 40, "the restart after an in-stream error")
+        assert client.post("/v1/plan", json=PLAN).status_code == 200
+
+
+def test_an_in_place_reload_that_keeps_the_old_weights_is_refused(
+    vllm_service: ServiceMaker, tiny_models: dict[str, Path], tmp_path: Path
+) -> None:
+    stale = marked_copy(tiny_models["v2"], tmp_path / "v2-stale", "FAKE_RELOAD_STALE")
+    with vllm_service(enable_lora=False) as client:
+        r = swap(client, path=str(stale), version="stale", strategy="in_place")
+        assert r.status_code == 422 and r.json()["error"]["type"] == "weights_load_failed"
+        assert "#32718" in r.json()["error"]["message"]
+        ok = client.post("/v1/plan", json=PLAN)
+        assert ok.status_code == 200 and ok.json()["model"]["version"] == "v1" and ok.json()["text"].startswith("Using tiny-v1.")
+
+
+def test_a_hung_engine_that_still_answers_health_is_restarted_after_request_timeouts(vllm_service: ServiceMaker) -> None:
+    with vllm_service(request_timeout_s=1.0, health_failures=2) as client:
+        engine_url = admin_status(client)["engine"]["url"]
+        httpx.post(engine_url + "/fake/inject", json={"hang": True})
+        for _ in range(2):
+            r = client.post("/v1/plan", json=PLAN)
+            assert r.status_code == 503 and r.json()["error"]["type"] == "engine_unavailable", r.text
+        wait_until(lambda: admin_status(client)["engine"]["restarts"] == 1 and client.get("/ready").status_code == 200,
+                   40, "the restart of the hung engine")
+        assert client.post("/v1/plan", json=PLAN).status_code == 200
+
+
+def test_the_checkpoints_generation_config_does_not_change_the_roles_sampling(
+    vllm_service: ServiceMaker, tiny_models: dict[str, Path], tmp_path: Path
+) -> None:
+    model = tmp_path / "tiny-v1-gen"
+    shutil.copytree(tiny_models["v1"], model)
+    (model / "generation_config.json").write_text(json.dumps({"top_p": 0.6, "top_k": 20, "repetition_penalty": 1.3}))
+    role_sampling = {"temperature": 0.5, "top_p": 1.0, "top_k": 0, "repetition_penalty": 1.0}
+    with vllm_service(model=str(model)) as client:
+        assert client.post("/v1/plan", json=PLAN).status_code == 200
+        assert fake_state(client)["completions"][-1]["sampling"] == role_sampling
+    # vLLM's default (--generation-config auto, here appended by UMI_ENGINE_ARGS) would leak them.
+    with vllm_service(model=str(model), engine_args="--generation-config auto") as client:
+        assert client.post("/v1/plan", json=PLAN).status_code == 200
+        assert fake_state(client)["completions"][-1]["sampling"] == {**role_sampling, "top_p": 0.6, "top_k": 20, "repetition_penalty": 1.3}
+
+
+def test_an_engine_that_refuses_its_command_line_is_not_retried_and_requests_get_the_reason(
+    tiny_models: dict[str, Path], tmp_path: Path
+) -> None:
+    starts = tmp_path / "starts"
+    command = f"sh -c 'echo start >> {starts}; exec {FAKE_VLLM_COMMAND} \"$@\"' sh"
+    settings = service_settings(
+        engine="vllm", engine_command=command, model=str(tiny_models["v1"]), enable_lora=True, max_lora_rank=16,
+        engine_args="--max-lora-rank 7", restart_backoff_s=0.5,  # a rank vLLM refuses, past the settings check
+    )
+    with role_service(planner.ROLE, settings, wait=False) as client:
+        wait_until(lambda: client.get("/ready").json().get("state") == "failed", 60, "the start to fail")
+        time.sleep(2.0)  # several backoff periods: a retry would have started the engine again
+        assert starts.read_text().splitlines() == ["start"]
+        ready = client.get("/ready")
+        assert ready.status_code == 503 and "invalid choice: 7" in ready.json()["error"]["message"]
+        r = client.post("/v1/plan", json=PLAN)
+        assert r.status_code == 503 and "invalid choice: 7" in r.json()["error"]["message"]
+
+
+@pytest.fixture
+def fake_gpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An `nvidia-smi` on PATH that reports the free and total MiB written to the returned file."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    memory = tmp_path / "gpu-memory"
+    memory.write_text("80000, 81920\n")
+    smi = bin_dir / "nvidia-smi"
+    smi.write_text(f"#!/bin/sh\ncat {memory}\n")
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    return memory
+
+
+def test_blue_green_is_refused_up_front_when_a_second_copy_cannot_fit_on_the_gpu(
+    vllm_service: ServiceMaker, tiny_models: dict[str, Path], fake_gpu: Path
+) -> None:
+    with vllm_service(gpu_memory_utilization=0.28) as client:
+        first_pid = admin_status(client)["engine"]["pid"]
+        fake_gpu.write_text("16000, 81920\n")  # three roles at 0.28 each on one GPU: 0.16 left
+        r = swap(client, path=str(tiny_models["v2"]), version="v2")
+        assert r.status_code == 422 and r.json()["error"]["type"] == "blue_green_unsupported"
+        message = r.json()["error"]["message"]
+        assert r.json()["error"]["field"] == "strategy" and "in_place" in message and "lora" in message
+        assert "16000 MiB free" in message
+        assert admin_status(client)["engine"]["pid"] == first_pid
+        # What the refusal avoids: vLLM (and the fake) refuses to start below its share.
+        engine = VllmEngine(str(tiny_models["v2"]), EngineOptions(start_timeout_s=60),
+                            LaunchSpec(command=tuple(FAKE_VLLM_COMMAND.split())), VllmFlags("planner", gpu_memory_utilization=0.28))
+        with pytest.raises(EngineStartError, match="less than desired GPU memory utilization"):
+            asyncio.run(engine.start())
+
+
+def test_an_inherited_vllm_api_key_does_not_lock_the_service_out(
+    vllm_service: ServiceMaker, tiny_models: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VLLM_API_KEY", "s3cret")
+    with vllm_service() as client:
+        assert client.post("/v1/plan", json=PLAN).status_code == 200
+        assert fake_state(client)["env"]["api_key"] is False
+
+    async def with_a_key() -> None:  # the fake, like vLLM, locks /v1 with a key
+        engine = VllmEngine(str(tiny_models["v1"]), EngineOptions(start_timeout_s=60),
+                            LaunchSpec(command=tuple(FAKE_VLLM_COMMAND.split()), extra_args=("--api-key", "k")), VllmFlags("p"))
+        await engine.start()
+        try:
+            with pytest.raises(EngineRequestError, match="401"):
+                await engine.complete("p", "hello", CompletionParams(max_tokens=2, temperature=0.0))
+        finally:
+            await engine.stop()
+
+    asyncio.run(with_a_key())
+
+
+def test_a_seed_outside_int64_and_a_prompt_over_the_engines_context_are_422_naming_the_field(
+    vllm_service: ServiceMaker,
+) -> None:
+    with vllm_service(engine_args="--fake-token-delay 0.01 --max-model-len 200") as client:  # vLLM's context: 200
+        r = client.post("/v1/plan", json={**PLAN, "sampling": {"max_tokens": 8, "seed": 2**63}})
+        assert r.status_code == 422 and r.json()["error"]["field"] == "sampling.seed"
+        assert client.post("/v1/plan", json={**PLAN, "sampling": {"max_tokens": 8, "seed": 2**63 - 1}}).status_code == 200
+
+        long_history = [{"role": "user", "content": " ".join(["word"] * 300)}]
+        r = client.post("/v1/plan", json={**PLAN, "history": long_history})
+        assert r.status_code == 422 and r.json()["error"]["field"] == "sampling.max_tokens", r.text
+        assert "maximum context length" in r.json()["error"]["message"]

@@ -44,6 +44,7 @@ ANSWERS = {
     "plan:Weather in Z\u00fcrich?": "Weather.\n Next: caller.",
     "call:Weather in Z\u00fcrich?": 'Action: get_weather_for_weather\nAction Input: {"city": "Z\u00fcrich"}',
     "summarize:Weather in Z\u00fcrich?": "It is 3 degrees in Z\u00fcrich.",
+    "summarize:Convert 5 EUR": "none",
     "plan:Convert 5 EUR": "Convert.\n Next: caller.",
     "call:Convert 5 EUR": 'Action: convert_for_currency\nAction Input: {"amount": 5, "to": "USD"}',
     "plan:Book me a flight": "Cannot.\n Next: give up.",
@@ -53,38 +54,67 @@ ANSWERS = {
 }
 
 
-def test_eval_steps_multi_and_single_side_by_side(
+def _run(url: str, out: Path, data: Path, *extra: str) -> int:
+    return main([
+        "eval", "steps", "--data", str(data), "--planner", url, "--caller", url, "--summarizer", url,
+        "--out", str(out), "--quiet", "--concurrency", "3", *extra,
+    ])
+
+
+def test_eval_steps_asks_the_caller_and_summarizer_only_where_the_planner_decided_so(
     trajectories_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     seen: list[tuple[str, dict[str, Any]]] = []
     out = tmp_path / "results.json"
     with serve_app(role_app(ANSWERS, seen, flaky=True)) as url:
-        code = main([
-            "eval", "steps", "--data", str(trajectories_path), "--planner", url, "--caller", url,
-            "--summarizer", url, "--backbone", url, "--out", str(out), "--quiet", "--concurrency", "3",
-        ])
+        code = _run(url, out, trajectories_path, "--backbone", url)
     printed = capsys.readouterr().out
     assert code == 0, printed
-    # planner on all 5 steps, caller on the 2 call steps, summarizer on the 1 finish step with an answer,
-    # backbone on all 5; plus the one request that got 503 and was retried.
+    # The fake planner answers by question: "caller" on all four steps of the first two questions
+    # (wrongly at the finish steps 0:4 and 1:7), "give up" on the third. So the caller is asked on
+    # those four steps and the summarizer never; the backbone on all 5; plus one retried 503.
     paths = [p for p, _ in seen]
     counts = {p: paths.count(p) for p in ("plan", "call", "summarize", "step")}
-    expected = {"plan": 5, "call": 2, "summarize": 1, "step": 5}
-    assert all(counts[p] >= n for p, n in expected.items())
+    expected = {"plan": 5, "call": 4, "summarize": 0, "step": 5}
+    assert all(counts[p] >= n for p, n in expected.items()) and counts["summarize"] == 0
     assert sum(counts.values()) == sum(expected.values()) + 1
     calls = [b for p, b in seen if p == "call"]
-    assert all(b["thought"].endswith("Next: caller.") for b in calls)
+    # the caller sees the planner's own turn (not the gold "I need the weather."), last in its history
+    weather = [b for b in calls if b["history"][0]["content"].startswith("Weather")]
+    assert {b["thought"] for b in weather} == {"Weather.\n Next: caller."}
+    assert all(b["history"][-1] == {"role": "planner", "content": b["thought"]} for b in calls)
     assert all(b["sampling"]["temperature"] == 0.0 for _, b in seen)
     doc = json.loads(out.read_text(encoding="utf-8"))
     multi = doc["runs"]["multi-model"]["metrics"]
     single = doc["runs"]["single-model"]["metrics"]
-    # multi: decisions right on 4 of 5 (1:7 is a conclusion, the fake says caller), calls exact
-    assert (multi["plan_acc"], multi["act_em"], multi["arg_f1"], multi["rouge_l"], multi["missing"]) == (60.0, 100.0, 100.0, 100.0, 0)
-    assert (single["plan_acc"], single["act_em"], single["arg_f1"]) == (60.0, 100.0, 0.0)
-    assert "| multi-model |" in printed and "| single-model |" in printed
+    # multi: decisions right on 3 of 5; both gold calls exact; R-L: "none" (no answer) scores 0
+    # against the 0:4 answer and 1 against the gold "none" of 1:7
+    assert (multi["plan_acc"], multi["act_em"], multi["hallu"], multi["arg_f1"], multi["rouge_l"]) == (60.0, 100.0, 0.0, 100.0, 50.0)
+    assert (single["plan_acc"], single["act_em"], single["arg_f1"], single["rouge_l"]) == (60.0, 100.0, 0.0, 50.0)
+    assert "| multi-model |" in printed and "| single-model |" in printed and "| alpha-UMi 7B (paper) |" in printed
     preds = json.loads((tmp_path / "results.multi.predictions.json").read_text(encoding="utf-8"))
-    assert {p["role"] for p in preds} == {"planner", "caller", "summarizer"} and not any("error" in p for p in preds)
+    assert {p["role"] for p in preds} == {"planner", "caller"} and not any("error" in p for p in preds)
+    assert {p["protocol"] for p in preds} == {"paper"}
     assert out.with_suffix(".png").exists() and out.with_suffix(".md").exists()
+
+
+def test_teacher_forcing_is_an_option_labelled_apart_from_the_papers_numbers(
+    trajectories_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seen: list[tuple[str, dict[str, Any]]] = []
+    out = tmp_path / "tf.json"
+    with serve_app(role_app(ANSWERS, seen)) as url:
+        code = _run(url, out, trajectories_path, "--protocol", "teacher-forcing")
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    paths = [p for p, _ in seen]
+    # the caller on the 2 gold call steps with the gold thought, the summarizer on both gold finish steps
+    assert {p: paths.count(p) for p in ("plan", "call", "summarize")} == {"plan": 5, "call": 2, "summarize": 2}
+    assert all(b["thought"].endswith("Next: caller.") and not b["thought"].startswith("Weather") for p, b in seen if p == "call")
+    assert "| multi-model (teacher forcing) | 60.00 | 100.00 | 0.00 | 100.00 | 100.00 | 5 |" in printed
+    assert "(paper)" not in printed and "Not comparable with the paper's numbers" in printed
+    preds = json.loads((tmp_path / "tf.multi.predictions.json").read_text(encoding="utf-8"))
+    assert {p["protocol"] for p in preds} == {"teacher-forcing"}
 
 
 def test_eval_steps_requires_all_three_roles(trajectories_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -57,7 +57,7 @@ def key_prefix() -> str:
 
 def orch_settings(roles_url: str, key_prefix: str, overrides: dict[str, Any]) -> Settings:
     values: dict[str, Any] = { "planner_url": roles_url, "caller_url": roles_url, "summarizer_url": roles_url,
-        "key_prefix": key_prefix, "role_backoff_s": 0.01, "chat_wait_s": 60,
+        "key_prefix": key_prefix, "role_backoff_s": 0.01, "chat_wait_s": 60, "tool_allowlist": "127.0.0.1",
     }  # fmt: skip
     values.update(overrides)
     return Settings(**values)
@@ -163,6 +163,7 @@ def spawn_orch(
             "UMI_REDIS_URL": redis_url, "UMI_KEY_PREFIX": key_prefix, "UMI_ROLE_BACKOFF_S": "0.01",
             "UMI_PLANNER_URL": fake_roles.url, "UMI_CALLER_URL": fake_roles.url,  # type: ignore[attr-defined]
             "UMI_SUMMARIZER_URL": fake_roles.url, "UMI_LOG_LEVEL": "INFO",  # type: ignore[attr-defined]
+            "UMI_TOOL_ALLOWLIST": "127.0.0.1",
         }  # fmt: skip
         env.update({f"UMI_{k.upper()}": str(v) for k, v in overrides.items()})
         proc = OrchestratorProcess(env, tmp_path / f"orchestrator-{len(procs)}.log", list(args))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.orchestrator_fakes import call, tool
+from tests.support.orchestrator_fakes import call, plan, tool
+from umi.roleapi import PromptFit
 
 
 @pytest.fixture(params=["integration", "in_process"])
@@ -75,3 +76,39 @@ def test_observations_from_the_client_are_cut_too(make_orch, fake_roles) -> None
         f"/chat/{doc['chat_id']}/tool_outputs", json={"outputs": [{"tool_call_id": call_id, "output": "0123456789"}]}
     ).json()
     assert done["steps"][2]["content"] == "01234..."
+
+
+def test_names_the_same_after_the_cut_map_each_call_to_its_own_tool(orch, fake_roles) -> None:
+    tail = " the opening hours which a visitor asked for of one museum in a town"  # the cut begins with a space
+    first, second = "Look up" + tail, "Find out" + tail
+    fake_roles.caller = lambda req: call(req.tooldocs()[1].Name, {})
+    doc = orch.chat(query="q", tools=[tool(first), tool(second)]).json()
+    seen = [d["Name"] for d in doc_names(fake_roles)]
+    assert seen[0] == tail[-64:].strip() and seen[1].endswith("_2") and seen[0] != seen[1]
+    assert doc["status"] == "requires_action"
+    assert doc["pending_tool_calls"][0]["name"] == second == doc["steps"][1]["name"]
+
+
+def doc_names(fake_roles) -> list[dict]:
+    """The ToolDocs the caller service made of the chat's tools (as the real one does)."""
+    from umi.roleapi import CallRequest
+
+    return [d.doc_dict() for d in CallRequest.model_validate(fake_roles.requests["caller"][0]).tooldocs()]
+
+
+def test_identical_tools_are_sent_once(orch, fake_roles) -> None:
+    fake_roles.caller = lambda req: call("t", {})
+    doc = orch.chat(query="q", tools=[tool("t"), tool("t"), tool("u")]).json()
+    assert doc["status"] == "requires_action"
+    assert [t["function"]["name"] for t in fake_roles.requests["planner"][0]["tools"]] == ["t", "u"]
+
+
+def test_how_each_prompt_was_fitted_is_recorded_in_its_step(orch, fake_roles) -> None:
+    fit = PromptFit(policy="fit", actions=["select_tools"], budget_tokens=3568, tokens_before=9000, tokens_after=3500,
+                    tools_total=120, tools_kept=40, kept_tools=["t"])  # fmt: skip
+    fake_roles.planner = lambda req: plan("I need a tool.").model_copy(update={"fit": fit})
+    fake_roles.caller = lambda req: call("t", {})
+    doc = orch.chat(query="q", tools=[tool("t")]).json()
+    assert doc["steps"][0]["fit"] == fit.model_dump(mode="json")
+    assert doc["steps"][1]["fit"] is None  # the caller's prompt fit whole
+    assert orch.client.get(f"/chat/{doc['chat_id']}").json()["steps"][0]["fit"] == fit.model_dump(mode="json")

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from tests.support.orchestrator_fakes import call, tool
 
-from orchestrator.settings import DEFAULT_TOOL_ALLOWLIST, Allowlist
+from orchestrator.settings import Allowlist
 from orchestrator.tools import EndpointPolicy, Refused
 
 
@@ -27,7 +27,7 @@ class RecordingResolver:
         return self.answers[host]
 
 
-ALLOWLIST = DEFAULT_TOOL_ALLOWLIST + ",api.internal,rebind.internal,meta.internal,10.1.0.0/16"
+ALLOWLIST = "localhost,127.0.0.0/8,::1,tools,api.internal,rebind.internal,meta.internal,10.1.0.0/16"
 
 
 def check(url: str, resolver: RecordingResolver | None = None) -> str:
@@ -91,8 +91,8 @@ def test_allowed_hosts_pass_and_the_connection_goes_to_the_checked_address() -> 
     resolver = RecordingResolver({"api.internal": ["10.1.0.7"], "localhost": ["127.0.0.1"]})
     policy = EndpointPolicy(Allowlist.parse(ALLOWLIST), resolver)
     target = asyncio.run(policy.check("https://api.internal:8443/v1?x=1"))
-    assert str(target.url) == "https://10.1.0.7:8443/v1?x=1"
-    assert (target.host_header, target.sni_hostname) == ("api.internal:8443", "api.internal")
+    assert str(target.url) == "https://api.internal:8443/v1?x=1"  # Host and SNI stay the name
+    assert target.addresses == ("10.1.0.7",)  # the session's resolver answers only these
     assert check("http://127.0.0.1:9/x") == check("http://[::1]/x") == check("http://10.1.2.3/") == "allowed"
     assert check("http://localhost/x", resolver) == "allowed"
     assert check("http://tools:8080/x", RecordingResolver({"tools": ["172.18.0.5"]})) == "allowed"
@@ -138,7 +138,10 @@ def test_each_limit_answers_its_status_and_names_the_field(make_orch, fake_roles
     assert _error(orch.chat(query="q", max_steps=11)) == (422, "max_steps")
     assert _error(orch.chat(query="q", max_steps=0)) == (422, "max_steps")
     assert _error(orch.chat(query="")) == (422, "query")
-    assert _error(orch.chat(query="q", tools=[tool("a"), tool("a")])) == (422, "tools[1].function.name")
+    conflicting = [tool("a"), tool("a", "http://127.0.0.1:9/a")]
+    assert _error(orch.chat(query="q", tools=conflicting)) == (422, "tools[1].function.name")
+    array_arguments = {"type": "function", "function": {"name": "a", "parameters": {"type": "array"}}}
+    assert _error(orch.chat(query="q", tools=[array_arguments])) == (422, "tools[0].function.parameters")
     assert _error(orch.chat(query="q", chat_id="bad id/")) == (422, "chat_id")
     assert _error(orch.chat(query="q", surprise=1)) == (422, "surprise")
     assert fake_roles.count("planner") == 0

@@ -128,23 +128,25 @@ def test_render_returns_the_exact_prompt_without_generating(
     assert r.status_code == 200, r.text
     expected = render_prompt(role, tools, [Turn.model_validate(t) for t in HISTORY], thought, variant, prefix)
     tokenizer = load_tokenizer(str(tiny_models["v1"]))
-    assert r.json() == {"prompt": expected, "prompt_tokens": len(tokenizer(expected)["input_ids"]), "truncated": False}
+    assert r.json() == {"prompt": expected, "prompt_tokens": len(tokenizer(expected)["input_ids"]), "truncated": False, "fit": None}
     assert metric_value(client, "umi_tokens_total") == before  # nothing was generated
 
 
-def test_long_history_is_cut_from_the_left_to_fit_the_context(clients: dict[str, httpx.Client]) -> None:
+def test_long_history_is_cut_after_the_header_and_tools_to_fit_the_context(clients: dict[str, httpx.Client]) -> None:
     client = clients["planner"]
     long_history = [{"role": "user", "content": "Tell me everything about the weather. " * 300}, *HISTORY[1:]]
     body = {"tools": TOOLS, "history": long_history}
     full = render_prompt("planner", to_tooldocs(TOOLS), [Turn.model_validate(t) for t in long_history])
     r = client.post("/v1/render", json=body).json()
-    assert r["truncated"] is True
+    assert r["truncated"] is True and r["fit"]["actions"] == ["cut_history"]
     assert r["prompt_tokens"] <= 1024 - 512 - 16  # tiny context - default max new tokens - margin
-    assert full.endswith(r["prompt"]) and r["prompt"].endswith(" assistant: ")
+    header = full[: full.index("The conversation history is:\n") + len("The conversation history is:\n")]
+    assert r["prompt"].startswith(header) and full.endswith(r["prompt"][len(header) :])
     truncations = metric_value(client, "umi_prompt_truncations_total")
     g = client.post("/v1/plan", json={**body, "sampling": SHORT})
     assert g.status_code == 200, g.text
     assert metric_value(client, "umi_prompt_truncations_total") == truncations + 1
+    assert g.json()["fit"] == client.post("/v1/render", json={**body, "sampling": SHORT}).json()["fit"]
 
 
 def test_stream_sends_tokens_then_the_result(clients: dict[str, httpx.Client]) -> None:
@@ -263,7 +265,14 @@ def test_umi_eval_steps_against_the_running_role_services(
         assert metrics["plan_acc"] is not None and metrics["act_em"] is not None
     predictions = tmp_path / "eval.multi.predictions.json"
     records = json.loads(predictions.read_text(encoding="utf-8"))
-    assert len(records) == 5 + 2 + 1 and all(r["model"]["version"] == "v1" for r in records)
+    assert all(r["model"]["version"] == "v1" for r in records)
+    # the paper's protocol: the caller or summarizer only where the planner decided so
+    decided = {r["id"]: parse_planner(r["text"]).next for r in records if r["role"] == "planner"}
+    asked = {"caller": "caller", "conclusion": "summarizer", "give_up": None}
+    assert len(decided) == 5
+    assert sorted((r["id"], r["role"]) for r in records if r["role"] != "planner") == sorted(
+        (i, asked[d]) for i, d in decided.items() if asked[d] is not None
+    )
     capsys.readouterr()
     rescored = tmp_path / "rescored.json"
     assert main(["eval", "score", "--gold", str(trajectories_path), "--pred", str(predictions), "--out", str(rescored)]) == 0

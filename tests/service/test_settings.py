@@ -55,6 +55,9 @@ def test_auto_engine_is_transformers_without_a_gpu(monkeypatch: pytest.MonkeyPat
         (["--model", "/m", "--max-model-len", "3"], "UMI_MAX_MODEL_LEN"),
         (["--model", "/m", "--engine-args", "'unclosed"], "UMI_ENGINE_ARGS"),
         (["--model", "/m", "--swap-strategy", "in_place"], "UMI_ENABLE_SLEEP_MODE"),
+        (["--model", "/m", "--max-lora-rank", "7"], "UMI_MAX_LORA_RANK"),
+        (["--model", "/m", "--engine", "vllm", "--enable-sleep-mode", "--enable-lora", "--swap-strategy", "in_place"],
+         "#39934"),
         (["--model", "/m", "--no-such-flag", "1"], "unrecognized arguments"),
     ],
 )
@@ -62,3 +65,11 @@ def test_bad_settings_are_one_line_problems(args: list[str], needle: str) -> Non
     with pytest.raises(SettingsProblem) as err:
         load_settings(args)
     assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_max_lora_rank_takes_exactly_the_ranks_vllm_accepts() -> None:
+    for rank in (1, 8, 16, 32, 64, 128, 256, 320, 512):
+        assert load_settings(["--model", "/m", "--max-lora-rank", str(rank)]).max_lora_rank == rank
+    for rank in (2, 4, 24, 1024):
+        with pytest.raises(SettingsProblem, match="vLLM accepts only 1, 8, 16, 32, 64, 128, 256, 320, 512"):
+            load_settings(["--model", "/m", "--max-lora-rank", str(rank)])

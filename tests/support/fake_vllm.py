@@ -1,10 +1,26 @@
 """A stand-in for ``vllm serve`` in tests: the same command line, environment switches, endpoints
-and error shapes as vLLM's OpenAI server, with weights that are only directories on disk.
+and error shapes as vLLM's OpenAI server at the pinned version (``umi.engines.vllm_serve.VLLM_VERSION``),
+with weights that are only directories on disk. Each behaviour below cites the vLLM source it
+imitates (paths in the vllm repository), so it can be re-checked against a newer vLLM.
 
     python tests/support/fake_vllm.py serve MODEL --host H --port P [vllm flags] [--fake-* flags]
 
 What it does like vLLM:
-- exits non-zero at start-up when MODEL has no readable config.json (weights that fail to load);
+- exits with status 2 and a usage message for a flag it does not know or a value outside a
+  flag's choices (``--max-lora-rank``: vllm/config/lora.py ``MaxLoRARanks``), as argparse does;
+- exits non-zero at start-up when MODEL has no readable config.json (weights that fail to load),
+  or when the GPU's free memory (``nvidia-smi``, when there is one) is below
+  ``--gpu-memory-utilization`` of its total (vllm/v1/worker/gpu_worker.py ``Worker.init_device``);
+- ``VLLM_API_KEY`` or ``--api-key``: every ``/v1`` route answers 401 without that bearer
+  (vllm/entrypoints/openai/api_server.py ``AuthenticationMiddleware``); ``/health`` does not;
+- ``--generation-config auto`` (the default): the model's generation_config.json fills the sampling
+  fields a request omits (vllm/config/model.py ``ModelConfig.get_diff_sampling_param``, applied in
+  vllm/entrypoints/openai/protocol.py ``CompletionRequest.to_sampling_params``); ``vllm``: vLLM's own
+  defaults; the sampling that ran is recorded;
+- 400 for a ``seed`` outside int64 (protocol.py ``CompletionRequest.seed``, ``torch.iinfo(torch.long)``)
+  and for prompt tokens + ``max_tokens`` over ``--max-model-len`` ("maximum context length":
+  vllm/entrypoints/openai/serving_engine.py ``_validate_input``); prompt tokens are words here;
+- ``logprobs``: ``token_logprobs`` per generated token, a function of the weights;
 - ``/v1/completions`` (plain and streamed, ``stream_options.include_usage``), ``/health``;
   ``model`` must be the served model name or a loaded adapter (404 otherwise);
 - LoRA: ``/v1/load_lora_adapter`` and ``/v1/unload_lora_adapter`` exist only with
@@ -12,11 +28,25 @@ What it does like vLLM:
   loaded already is refused (400); a directory without adapter_config.json is 404;
 - sleep: ``/sleep``, ``/wake_up``, ``/is_sleeping``, ``/collective_rpc`` (update_config,
   reload_weights), ``/reset_prefix_cache`` exist only with ``VLLM_SERVER_DEV_MODE=1`` and
-  ``--enable-sleep-mode``; completions while asleep answer 503 (and are counted).
+  ``--enable-sleep-mode`` (vllm/entrypoints/openai/api_server.py, ``if envs.VLLM_SERVER_DEV_MODE``);
+  completions while asleep answer 503 (and are counted); ``reload_weights`` takes
+  ``kwargs.weights_path`` (the documented form), or reloads the ``update_config`` path without it;
+  with ``--enable-lora`` it fails with a KeyError (vLLM #39934; the pinned version is treated as
+  affected);
+- a dead engine core (``POST /fake/inject {"engine_dies": true}``): the next completion fails
+  (plain: 500 with an empty body, vllm/entrypoints/launcher.py ``_add_shutdown_handlers``; stream:
+  two tokens, then ``data: {"error": ...}`` and ``data: [DONE]``,
+  vllm/entrypoints/openai/serving_completion.py ``completion_stream_generator``), every later one
+  answers 500, ``/health`` answers 503 (api_server.py ``health``: ``EngineDeadError``), and the
+  process exits ``exit_after_s`` later (launcher.py ``terminate_if_errored`` / ``watchdog_loop``);
+- a hung engine (``{"hang": true}``): completions never answer while ``/health`` says 200, as
+  vLLM's does (vllm/v1/engine/async_llm.py ``check_health`` only checks the dead-error flag).
 
 Failure injection, by marker files in weight directories:
 ``FAKE_LOAD_FAILS`` (loading these weights or this adapter fails), ``FAKE_WARMUP_FAILS``
-(generating with them answers 500), ``FAKE_SLOW_LOAD`` (its content: seconds a load takes);
+(generating with them answers 500), ``FAKE_SLOW_LOAD`` (its content: seconds a load takes),
+``FAKE_RELOAD_STALE`` (an in-place reload of them reports success and keeps the old weights:
+vLLM #32718);
 and at run time ``POST /fake/inject``: ``{"crash_mid_request": true}``, the next completion
 writes two tokens and the process dies; ``{"hold_streams": true|false}``, streams stop after
 their first token until released. ``GET /fake/state`` shows what the fake saw.
@@ -26,8 +56,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
+import shutil
+import subprocess
 import sys
 import time
 import uuid
@@ -39,8 +72,17 @@ from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 
+# vllm/config/lora.py MaxLoRARanks (the choices of --max-lora-rank).
+MAX_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+# Real vLLM flags the fake accepts and ignores (recorded as unknown_args); any other unknown flag is a usage error.
+IGNORED_VLLM_FLAGS = {"--enforce-eager"}
+# vllm/sampling_params.py SamplingParams defaults for the fields generation_config.json may set.
+VLLM_SAMPLING_DEFAULTS = {"temperature": 1.0, "top_p": 1.0, "top_k": 0, "repetition_penalty": 1.0}
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
-    p = argparse.ArgumentParser(prog="vllm")
+    p = argparse.ArgumentParser(prog="vllm serve")
     p.add_argument("command", choices=["serve"])
     p.add_argument("model")
     p.add_argument("--host", default="127.0.0.1")
@@ -48,15 +90,53 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     p.add_argument("--served-model-name")
     p.add_argument("--enable-lora", action="store_true")
     p.add_argument("--max-loras", type=int, default=1)
-    p.add_argument("--max-lora-rank", type=int, default=16)
+    p.add_argument("--max-lora-rank", type=int, default=16, choices=MAX_LORA_RANKS)
     p.add_argument("--enable-sleep-mode", action="store_true")
     p.add_argument("--tensor-parallel-size", type=int, default=1)
     p.add_argument("--gpu-memory-utilization", type=float, default=0.9)
     p.add_argument("--max-model-len", type=int)
     p.add_argument("--dtype", default="auto")
+    p.add_argument("--generation-config", default="auto")
+    p.add_argument("--api-key")
     p.add_argument("--fake-token-delay", type=float, default=0.0)
     p.add_argument("--fake-reload-delay", type=float, default=0.0)
-    return p.parse_known_args(argv)
+    args, unknown = p.parse_known_args(argv)
+    refused = [flag for flag in unknown if flag.startswith("-") and flag not in IGNORED_VLLM_FLAGS]
+    if refused:
+        p.error(f"unrecognized arguments: {' '.join(refused)}")  # status 2 and the usage, like vLLM's parser
+    return args, unknown
+
+
+def gpu_memory_problem(utilization: float) -> str | None:
+    """vllm/v1/worker/gpu_worker.py Worker.init_device: refuse when free memory < utilization * total."""
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return None
+    out = subprocess.run([smi, "--query-gpu=memory.free,memory.total", "--format=csv,noheader,nounits"],
+                         capture_output=True, text=True, check=True).stdout
+    free, total = (float(x) for x in out.splitlines()[0].split(","))
+    if free < utilization * total:
+        return (f"ValueError: Free memory on device ({free / 1024:.2f}/{total / 1024:.2f} GiB) on startup is less than "
+                f"desired GPU memory utilization ({utilization}, {utilization * total / 1024:.2f} GiB). Decrease GPU "
+                "memory utilization or reduce GPU memory used by other processes.")
+    return None
+
+
+def generation_defaults(model: str, mode: str) -> dict[str, Any]:
+    """vllm/config/model.py get_diff_sampling_param: generation_config.json's sampling fields ("auto")."""
+    if mode != "auto":
+        return {}
+    try:
+        config = json.loads((Path(model) / "generation_config.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: config[k] for k in VLLM_SAMPLING_DEFAULTS if k in config}
+
+
+def token_logprobs(weights: str, n: int) -> list[float]:
+    """Log-probabilities that depend on the weights (their path) only."""
+    digest = hashlib.sha256(weights.encode()).digest()
+    return [-(digest[i % len(digest)] + 1) / 64 for i in range(n)]
 
 
 def marker(path: str, name: str) -> str | None:
@@ -96,6 +176,12 @@ class Fake:
         self.completions_while_sleeping = 0
         self.load_inplace_seen = False
         self.crash_next = False
+        self.dies_next = False  # the next completion kills the engine core
+        self.dead = False
+        self.exit_after_s = 2.0
+        self.hang = asyncio.Event()  # set: completions never answer
+        self.api_keys = [k for k in (args.api_key, os.environ.get("VLLM_API_KEY")) if k]
+        self.sampling_defaults = generation_defaults(args.model, args.generation_config)
         self.streams_released = asyncio.Event()
         self.streams_released.set()
 
@@ -103,7 +189,7 @@ class Fake:
         return {
             "argv": self.argv,
             "unknown_args": self.unknown,
-            "env": {"lora_runtime": self.lora_env, "dev_mode": self.dev_mode},
+            "env": {"lora_runtime": self.lora_env, "dev_mode": self.dev_mode, "api_key": bool(self.api_keys)},
             "pid": os.getpid(),
             "served_model_name": self.served_name,
             "model_path": self.model_path,
@@ -125,9 +211,26 @@ def build_app(fake: Fake) -> FastAPI:
     app = FastAPI()
     a = fake.args
 
+    if fake.api_keys:
+
+        @app.middleware("http")
+        async def authenticate(request: Request, call_next: Any) -> Any:
+            # vllm/entrypoints/openai/api_server.py AuthenticationMiddleware: /v1 routes only.
+            if request.url.path.startswith("/v1") and request.headers.get("authorization") not in {
+                f"Bearer {key}" for key in fake.api_keys
+            }:
+                return JSONResponse({"error": "Unauthorized"}, status_code=401)
+            return await call_next(request)
+
+    def die() -> None:
+        # launcher.py terminate_if_errored / watchdog_loop: the server exits a little after the engine died.
+        fake.dead = True
+        asyncio.get_running_loop().call_later(fake.exit_after_s, os._exit, 1)
+
     @app.get("/health")
     async def health() -> PlainTextResponse:
-        return PlainTextResponse("")
+        # api_server.py health: 503 once the engine core is dead; a hung engine still answers 200.
+        return PlainTextResponse("", status_code=503 if fake.dead else 200)
 
     @app.get("/fake/state")
     async def state() -> dict[str, Any]:
@@ -139,19 +242,39 @@ def build_app(fake: Fake) -> FastAPI:
             fake.crash_next = bool(body["crash_mid_request"])
         if "hold_streams" in body:
             (fake.streams_released.clear if body["hold_streams"] else fake.streams_released.set)()
+        if "engine_dies" in body:
+            fake.dies_next = bool(body["engine_dies"])
+            fake.exit_after_s = float(body.get("exit_after_s", fake.exit_after_s))
+        if "hang" in body:
+            (fake.hang.set if body["hang"] else fake.hang.clear)()
         return {"ok": True}
 
     @app.post("/v1/completions")
     async def completions(request: Request) -> Any:
         body = await request.json()
         model = body.get("model") or fake.served_name
+        if fake.dead:
+            return PlainTextResponse("", status_code=500)  # launcher.py: EngineDeadError -> empty 500
+        if fake.hang.is_set():
+            await asyncio.Event().wait()  # a wedged GPU: no answer, ever
         if fake.asleep:
             fake.completions_while_sleeping += 1
             return error(503, "The engine is sleeping", "ServiceUnavailableError")
+        seed = body.get("seed")
+        if seed is not None and not INT64_MIN <= int(seed) <= INT64_MAX:
+            return error(400, f"1 validation error: seed: Input should be less than or equal to {INT64_MAX}", "BadRequestError")
         weights = fake.weights_of(model)
         if weights is None:
             return error(404, f"The model `{model}` does not exist.", "NotFoundError")
-        fake.completions.append({"model": model, "weights": weights, "prompt": body.get("prompt", "")})
+        prompt_tokens = len(str(body.get("prompt", "")).split())
+        requested = int(body.get("max_tokens") or 16)
+        if a.max_model_len is not None and prompt_tokens + requested > a.max_model_len:
+            return error(400, (
+                f"This model's maximum context length is {a.max_model_len} tokens. However, you requested "
+                f"{prompt_tokens + requested} tokens ({prompt_tokens} in the messages, {requested} in the completion). "
+                "Please reduce the length of the messages or completion."), "BadRequestError")
+        sampling = {k: body.get(k, fake.sampling_defaults.get(k, default)) for k, default in VLLM_SAMPLING_DEFAULTS.items()}
+        fake.completions.append({"model": model, "weights": weights, "prompt": body.get("prompt", ""), "sampling": sampling})
         if marker(weights, "FAKE_WARMUP_FAILS") is not None:
             return error(500, f"generation with {weights} failed: injected failure", "InternalServerError")
         words = f"Using {Path(weights).name}. Next: caller.".split(" ")
@@ -163,13 +286,21 @@ def build_app(fake: Fake) -> FastAPI:
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         rid = f"cmpl-{uuid.uuid4().hex}"
         crash, fake.crash_next = fake.crash_next, False
+        dies, fake.dies_next = fake.dies_next, False
+        logprobs = body.get("logprobs")
         if not body.get("stream"):
             if crash:
                 os._exit(1)
+            if dies:
+                die()
+                return PlainTextResponse("", status_code=500)
             await asyncio.sleep(a.fake_token_delay * len(pieces))
+            choice: dict[str, Any] = {"index": 0, "text": "".join(pieces), "finish_reason": finish}
+            if logprobs is not None:
+                choice["logprobs"] = {"tokens": pieces, "token_logprobs": token_logprobs(weights, len(pieces))}
             return {
                 "id": rid, "object": "text_completion", "created": int(time.time()), "model": model,
-                "choices": [{"index": 0, "text": "".join(pieces), "finish_reason": finish}], "usage": usage,
+                "choices": [choice], "usage": usage,
             }
 
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
@@ -178,6 +309,14 @@ def build_app(fake: Fake) -> FastAPI:
             for i, piece in enumerate(pieces):
                 if crash and i == 2:
                     os._exit(1)
+                if dies and i == 2:
+                    # serving_completion.py completion_stream_generator: the error as an event, then [DONE].
+                    die()
+                    failed = {"error": {"message": "EngineCore encountered an issue. See stack trace for the root cause.",
+                                        "type": "InternalServerError", "param": None, "code": 500}}
+                    yield f"data: {json.dumps(failed)}\n\n"
+                    yield "data: [DONE]\n\n"
+                    return
                 if i == 1:
                     await fake.streams_released.wait()
                 await asyncio.sleep(a.fake_token_delay)
@@ -246,18 +385,22 @@ def build_app(fake: Fake) -> FastAPI:
         @app.post("/collective_rpc")
         async def collective_rpc(body: dict[str, Any]) -> Any:
             method = body.get("method")
-            fake.calls.append({"call": "collective_rpc", "method": method, "args": body.get("args")})
+            fake.calls.append({"call": "collective_rpc", "method": method, "args": body.get("args"), "kwargs": body.get("kwargs")})
             if method == "update_config":
                 fake.pending_model = body["args"][0]["model_config"]["model"]
                 return {"results": [None]}
             if method == "reload_weights":
                 if "weights" in fake.asleep:
                     return error(500, "weights memory is not allocated: wake up weights first", "InternalServerError")
-                path = fake.pending_model or fake.model_path
+                if a.enable_lora:  # vLLM #39934: LoRA wraps the layers under base_layer
+                    return error(500, "KeyError: 'model.layers.0.self_attn.qkv_proj.weight'", "InternalServerError")
+                path = (body.get("kwargs") or {}).get("weights_path") or fake.pending_model or fake.model_path
                 await asyncio.sleep(a.fake_reload_delay)
                 problem = weights_fail_to_load(path)
                 if problem:
                     return error(500, problem, "InternalServerError")
+                if marker(path, "FAKE_RELOAD_STALE") is not None:
+                    return {"results": [None]}  # vLLM #32718: success, and the old weights still serve
                 fake.model_path = path
                 fake.weights_discarded = False
                 return {"results": [None]}
@@ -273,12 +416,12 @@ def build_app(fake: Fake) -> FastAPI:
 
 def main(argv: list[str]) -> int:
     args, unknown = parse_args(argv)
-    problem = weights_fail_to_load(args.model)
+    problem = weights_fail_to_load(args.model) or gpu_memory_problem(args.gpu_memory_utilization)
     if problem:
         print(f"ERROR: {problem}", file=sys.stderr, flush=True)
         return 1
     fake = Fake(args, unknown, argv)
-    uvicorn.run(build_app(fake), host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(build_app(fake), host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=1)
     return 0
 
 

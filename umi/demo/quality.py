@@ -1,5 +1,6 @@
-"""Quality of the demo models on the held-out split, in process (no services): the teacher-forced
-step metrics (via :mod:`umi.eval`) and task success of the whole loop with the real prompts,
+"""Quality of the demo models on the held-out split, in process (no services): the step metrics
+of :mod:`umi.eval` by the paper's protocol (the caller and summarizer asked where the planner
+decided so, with its own turn) and task success of the whole loop with the real prompts,
 parsers and tool functions. ``umi demo quality`` prints it; ``make models`` records it.
 """
 
@@ -22,11 +23,13 @@ from umi.eval.chats import judge
 from umi.eval.gold import gold_steps
 from umi.eval.predictions import Prediction
 from umi.eval.score import score
+from umi.eval.steps import Ask, first_asks, follow_up_asks
 from umi.format.observations import invalid_arguments_observation, unknown_tool_observation
 from umi.service.weights import recorded_version
 from umi.format import HALLUCINATED_NAME, Trajectory, caller_turn_content, Turn, parse_caller, parse_planner, parse_summarizer, render_prompt
 
 MAX_NEW_TOKENS = DEMO_MAX_NEW_TOKENS  # as the demo's role services generate
+PROTOCOL = "paper"  # the step metrics' protocol (umi.eval.steps); older reports are re-measured
 
 
 @dataclass
@@ -62,20 +65,21 @@ class Generator:
         return out
 
 
-def step_predictions(models: dict[str, Generator], trajectories: Sequence[Trajectory]) -> list[Prediction]:
-    steps = gold_steps(trajectories)
+def _generate(models: dict[str, Generator], asks: Sequence[Ask]) -> list[Prediction]:
     preds: list[Prediction] = []
-    jobs: dict[str, list[tuple[str, str]]] = {"planner": [], "caller": [], "summarizer": []}
-    for s in steps:
-        jobs["planner"].append((s.id, render_prompt("planner", s.tools, s.history)))
-        if s.call is not None:
-            jobs["caller"].append((s.id, render_prompt("caller", s.tools, s.call.history, s.call.thought)))
-        if s.answer is not None:
-            jobs["summarizer"].append((s.id, render_prompt("summarizer", s.tools, s.answer.history)))
-    for role, items in jobs.items():
-        texts = models[role]([p for _, p in items])
-        preds += [Prediction(id=i, role=role, text=t) for (i, _), t in zip(items, texts)]  # type: ignore[arg-type]
+    for role in ("planner", "caller", "summarizer"):
+        mine = [a for a in asks if a.role == role]
+        if mine:
+            texts = models[role]([render_prompt(role, a.tools, a.history, a.thought or "") for a in mine])
+            preds += [Prediction(id=a.step_id, role=role, text=t, protocol="paper") for a, t in zip(mine, texts)]  # type: ignore[arg-type]
     return preds
+
+
+def step_predictions(models: dict[str, Generator], trajectories: Sequence[Trajectory]) -> list[Prediction]:
+    """What ``umi eval steps`` would record (paper protocol), generated in process."""
+    steps = gold_steps(trajectories)
+    planner = _generate(models, first_asks(steps, "multi"))
+    return planner + _generate(models, follow_up_asks(steps, "paper", {p.id: p for p in planner}))
 
 
 def _run_tool(name: str, args: dict[str, Any] | None) -> str:
@@ -141,13 +145,14 @@ def _versions(model_dir: Path, caller: str) -> dict[str, str | None]:
 
 
 def is_current(report: Path, model_dir: Path, caller: str = "caller") -> bool:
-    """``report`` was measured on the models now in ``model_dir`` (by their recorded versions)."""
+    """``report`` was measured on the models now in ``model_dir`` (by their recorded versions),
+    by today's protocol (:data:`PROTOCOL`)."""
     try:
-        versions = json.loads(report.read_text(encoding="utf-8")).get("versions")
+        doc = json.loads(report.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
     current = _versions(model_dir, caller)
-    return versions == current and None not in current.values()
+    return doc.get("versions") == current and None not in current.values() and doc.get("protocol") == PROTOCOL
 
 
 def measure(model_dir: Path, test_file: Path, caller: str = "caller", limit: int = 0, progress: bool = True) -> dict[str, Any]:
@@ -170,6 +175,7 @@ def measure(model_dir: Path, test_file: Path, caller: str = "caller", limit: int
     return {
         "test_file": str(test_file), "caller": caller, "trajectories": len(trajectories),
         "versions": _versions(model_dir, caller),
+        "protocol": PROTOCOL,
         "metrics": result.metrics.model_dump(),
         "arguments_exact": round(100 * exact / len(calls), 2) if calls else None,
         "task_success": round(100 * sum(task_success(s) for s in loops) / len(loops), 2),

@@ -194,6 +194,7 @@ class Stack:
             **base, "UMI_REDIS_URL": self.redis_url, "UMI_PLANNER_URL": self.url("planner"),
             "UMI_CALLER_URL": self.url("caller"), "UMI_SUMMARIZER_URL": self.url("summarizer"),
             "UMI_BACKBONE_URL": "", "UMI_ADMIN_TOKEN": "",
+            "UMI_TOOL_ALLOWLIST": c.host,  # its own tools server; the stack's other ports stay refused
         }  # fmt: skip
         commands["orchestrator"] = (self._serve("orchestrator"), orchestrator_env)
         return commands

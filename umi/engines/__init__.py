@@ -12,13 +12,16 @@ from umi.engines.base import (
     ENGINE_STATES,
     Completion,
     CompletionParams,
+    ContextTooLong,
     Engine,
+    EngineConfigError,
     EngineError,
     EngineInfo,
     EngineOptions,
     EngineRequestError,
     EngineStartError,
     EngineState,
+    EngineTimeout,
     EngineUnavailable,
     InPlaceReload,
     LoraAdapters,
@@ -29,11 +32,12 @@ from umi.engines.base import (
 from umi.engines.http_engine import LaunchSpec, SupervisedEngine, UrlEngine
 from umi.engines.kinds import build_engine
 from umi.engines.transformers_serve import TransformersEngine
-from umi.engines.vllm_serve import VllmEngine, VllmFlags
+from umi.engines.vllm_serve import VLLM_VERSION, VllmEngine, VllmFlags
 
 __all__ = [
-    "ENGINE_STATES", "Completion", "CompletionParams", "Engine", "EngineError", "EngineInfo", "EngineOptions",
-    "EngineRequestError", "EngineStartError", "EngineState", "EngineUnavailable", "InPlaceReload", "LaunchSpec",
+    "ENGINE_STATES", "Completion", "CompletionParams", "ContextTooLong", "Engine", "EngineConfigError", "EngineError",
+    "EngineInfo", "EngineOptions", "EngineRequestError", "EngineStartError", "EngineState", "EngineTimeout",
+    "EngineUnavailable", "InPlaceReload", "LaunchSpec",
     "LoraAdapters", "Restartable", "StreamEvent", "SupervisedEngine", "TextDelta", "TransformersEngine", "UrlEngine",
-    "VllmEngine", "VllmFlags", "build_engine",
+    "VLLM_VERSION", "VllmEngine", "VllmFlags", "build_engine",
 ]

@@ -44,6 +44,7 @@ class CompletionParams:
     stop: tuple[str, ...] = ()
     top_p: float | None = None
     seed: int | None = None
+    logprobs: int | None = None  # log-probabilities of the chosen token (and this many alternatives)
 
     def body(self) -> dict[str, Any]:
         out: dict[str, Any] = {"max_tokens": self.max_tokens, "temperature": self.temperature}
@@ -53,6 +54,8 @@ class CompletionParams:
             out["top_p"] = self.top_p
         if self.seed is not None:
             out["seed"] = self.seed
+        if self.logprobs is not None:
+            out["logprobs"] = self.logprobs
         return out
 
 
@@ -64,6 +67,7 @@ class Completion:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     finish_reason: str | None = None
+    token_logprobs: tuple[float | None, ...] | None = None  # per generated token, when requested
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,10 @@ class EngineUnavailable(EngineError):
         self.retry_after_s = max(1, retry_after_s)
 
 
+class EngineTimeout(EngineUnavailable):
+    """The engine did not answer within the request timeout (a hung engine whose ``/health`` may still say 200)."""
+
+
 class EngineRequestError(EngineError):
     """The engine answered the request with an error (a bad model name, an internal error)."""
 
@@ -96,8 +104,16 @@ class EngineRequestError(EngineError):
         self.status = status
 
 
+class ContextTooLong(EngineRequestError):
+    """The engine refused the request: prompt tokens plus ``max_tokens`` are over its context length."""
+
+
 class EngineStartError(EngineError):
     """The engine did not come up healthy; the message carries the tail of its log."""
+
+
+class EngineConfigError(EngineStartError):
+    """The engine exited at once with a usage error (a flag it does not accept): retrying cannot help."""
 
 
 StateListener = Callable[["EngineState"], None]
@@ -178,6 +194,10 @@ class Engine(ABC):
     def check_ready(self) -> None:
         if self._state is not EngineState.READY:
             raise EngineUnavailable(f"engine is {self._state.value}", self.retry_after_s())
+
+    def second_copy_problem(self) -> str | None:
+        """Why a second engine like this one could not start now (blue/green), or None when it could."""
+        return None
 
     # --------------------------------------------------------------- contract
     @property

@@ -6,6 +6,16 @@ Health is probed every ``health_interval_s``; a failed request triggers a probe 
 whose probes fail ``health_failures`` times in a row (or whose process exits) is unavailable:
 requests get :class:`EngineUnavailable` (503 + Retry-After) at once, never a hang. A supervised
 engine is then killed and restarted with backoff; a ``url`` engine is probed until it answers.
+
+What vLLM does that this watch answers (docs/role-services.md, "vLLM behaviours"):
+- a dead engine core answers 500 to requests (in streams: an ``{"error": ...}`` event) and 503 to
+  ``/health`` for a few seconds before the process exits: after a 5xx answer or an in-stream
+  error ``/health`` is probed at once; when it fails the engine is dead at once (no
+  ``health_failures`` count), the request gets :class:`EngineUnavailable` and the engine restarts;
+- a hung engine still answers 200 to ``/health`` (it only reports a dead engine): every request
+  that times out counts as a failed probe, and a successful request clears the count;
+- an engine that exits before it is healthy with status 2 and a usage message refused its command
+  line: :class:`EngineConfigError`, which the service does not retry.
 """
 
 from __future__ import annotations
@@ -23,11 +33,14 @@ from umi.engines.base import (
     Completion,
     CompletionParams,
     Engine,
+    EngineConfigError,
+    EngineError,
     EngineInfo,
     EngineOptions,
     EngineRequestError,
     EngineStartError,
     EngineState,
+    EngineTimeout,
     EngineUnavailable,
     StreamEvent,
 )
@@ -35,6 +48,8 @@ from umi.engines.openai_http import CompletionsClient
 from umi.engines.process import EngineProcess, free_port
 
 log = logging.getLogger("umi.engine")
+
+USAGE_ERROR_STATUS = 2  # argparse's exit status for a command line it refuses (vLLM's FlexibleArgumentParser too)
 
 
 class HttpEngine(Engine):
@@ -46,6 +61,8 @@ class HttpEngine(Engine):
         self._watcher: asyncio.Task[None] | None = None
         self._probe_now = asyncio.Event()
         self._stopping = False
+        self._dead = False  # a failed request's probe found the engine dead: recover without counting probes
+        self._timeouts = 0  # requests timed out since the last answered one
 
     @property
     def base_url(self) -> str:
@@ -55,19 +72,41 @@ class HttpEngine(Engine):
     async def complete(self, model: str, prompt: str, params: CompletionParams) -> Completion:
         self.check_ready()
         try:
-            return await self.client.complete(model, prompt, params)
-        except EngineUnavailable:
-            self._probe_now.set()
+            completion = await self.client.complete(model, prompt, params)
+        except EngineError as exc:
+            await self._request_failed(exc)
             raise
+        self._timeouts = 0
+        return completion
 
     async def stream(self, model: str, prompt: str, params: CompletionParams) -> AsyncIterator[StreamEvent]:
         self.check_ready()
         try:
             async for event in self.client.stream(model, prompt, params):
                 yield event
-        except EngineUnavailable:
-            self._probe_now.set()
+        except EngineError as exc:
+            await self._request_failed(exc)
             raise
+        self._timeouts = 0
+
+    async def _request_failed(self, exc: EngineError) -> None:
+        """Note a failed request; raise :class:`EngineUnavailable` (from ``exc``) when the engine is dead.
+
+        A 5xx answer (or an in-stream error) probes ``/health`` at once: vLLM answers 500 when its
+        engine core died and then exits, so a failing probe means the engine is gone now.
+        """
+        if isinstance(exc, EngineTimeout):
+            self._timeouts += 1
+        if isinstance(exc, EngineUnavailable):
+            self._probe_now.set()
+            return
+        if isinstance(exc, EngineRequestError) and exc.status >= 500 and not await self.client.health():
+            if self.state is EngineState.READY:
+                log.error("%s engine at %s failed a request (%s) and its /health fails: it is dead", self.kind, self.base_url, exc)
+                self._dead = True
+                self._set_state(EngineState.UNAVAILABLE)
+                self._probe_now.set()
+            raise EngineUnavailable(f"the engine failed ({exc}) and is being restarted", self.retry_after_s()) from exc
 
     # --------------------------------------------------------------- health
     async def wait_healthy(self, timeout_s: float, process: EngineProcess | None = None) -> None:
@@ -76,9 +115,12 @@ class HttpEngine(Engine):
         delay = 0.1
         while True:
             if process is not None and not process.running:
-                raise EngineStartError(
-                    f"engine exited with status {process.returncode} before it was healthy:\n{process.log_tail()}"
-                )
+                await process.wait()  # its last lines
+                tail = process.log_tail()
+                message = f"engine exited with status {process.returncode} before it was healthy:\n{tail}"
+                if process.returncode == USAGE_ERROR_STATUS and "usage:" in tail:
+                    raise EngineConfigError(f"the engine refused its command line; fix the settings:\n{tail}")
+                raise EngineStartError(message)
             if await self.client.health():
                 return
             if time.monotonic() >= deadline:
@@ -101,16 +143,21 @@ class HttpEngine(Engine):
         failures = 0
         while not self._stopping:
             try:
-                gone = await self._wait_for_probe()
+                gone = await self._wait_for_probe() or self._dead
                 if self._stopping:
                     return
-                if not gone and await self.client.health():
+                hung = self._timeouts >= self.options.health_failures
+                if not gone and not hung and await self.client.health():
                     failures = 0
                     self._on_healthy()
                     continue
-                failures = self.options.health_failures if gone else failures + 1
+                if hung:
+                    log.error("%s engine at %s: %d requests in a row timed out; it counts as dead", self.kind, self.base_url, self._timeouts)
+                failures = self.options.health_failures if gone or hung else failures + 1
                 if failures >= self.options.health_failures:
                     failures = 0
+                    self._dead = False
+                    self._timeouts = 0
                     await self._recover()
             except asyncio.CancelledError:
                 raise
@@ -202,12 +249,18 @@ class SupervisedEngine(HttpEngine):
     def environment(self) -> dict[str, str]:
         return {}
 
+    def unset_environment(self) -> tuple[str, ...]:
+        """Variables of the service's environment the server must not inherit."""
+        return ()
+
     async def _after_launch(self) -> None:
         """Runs once the process is healthy (on start and on every restart)."""
 
     async def _launch(self) -> None:
         started = time.monotonic()
-        process = EngineProcess(self.command(), self.environment(), label=f"{self.kind}:{self.port}")
+        process = EngineProcess(
+            self.command(), self.environment(), label=f"{self.kind}:{self.port}", unset=self.unset_environment()
+        )
         self.process = process
         try:
             await process.spawn()

@@ -1,7 +1,13 @@
 """HTTP to an OpenAI-compatible server: ``/v1/completions`` (plain and streamed) and ``/health``.
 
-Transport failures become :class:`EngineUnavailable` (the service answers 503 + Retry-After);
-error answers become :class:`EngineRequestError`, except 503, which is also "unavailable".
+Transport failures become :class:`EngineUnavailable` (the service answers 503 + Retry-After), an
+answer that does not come within the request timeout :class:`EngineTimeout`; error answers become
+:class:`EngineRequestError`, except 503, which is also "unavailable", and vLLM's 400 for a prompt
+plus ``max_tokens`` over the context length, :class:`ContextTooLong` (its message says "maximum
+context length" in every vLLM version: ``vllm/entrypoints/openai/serving_engine.py``
+``_validate_input``). An in-stream ``{"error": ...}`` event (vLLM's
+``completion_stream_generator`` when the engine fails mid-stream) is an :class:`EngineRequestError`
+with status 500.
 """
 
 from __future__ import annotations
@@ -15,7 +21,9 @@ import httpx
 from umi.engines.base import (
     Completion,
     CompletionParams,
+    ContextTooLong,
     EngineRequestError,
+    EngineTimeout,
     EngineUnavailable,
     StreamEvent,
     TextDelta,
@@ -25,6 +33,7 @@ from umi.tracing import inject_httpx
 
 HEALTH_TIMEOUT_S = 5.0
 CONNECT_TIMEOUT_S = 5.0
+_CONTEXT_LENGTH_MESSAGE = "maximum context length"
 
 
 def message_of(body: Any) -> str:
@@ -49,6 +58,13 @@ def error_message(response: httpx.Response) -> str:
     return message_of(body)
 
 
+def _token_logprobs(choice: dict[str, Any]) -> tuple[float | None, ...] | None:
+    logprobs = choice.get("logprobs")
+    if not isinstance(logprobs, dict) or logprobs.get("token_logprobs") is None:
+        return None
+    return tuple(logprobs["token_logprobs"])
+
+
 def _usage(body: dict[str, Any]) -> tuple[int | None, int | None]:
     usage = body.get("usage") or {}
     return usage.get("prompt_tokens"), usage.get("completion_tokens")
@@ -68,6 +84,8 @@ class CompletionsClient:
         await self._http.aclose()
 
     def _unavailable(self, exc: Exception | str) -> EngineUnavailable:
+        if isinstance(exc, httpx.ReadTimeout):
+            return EngineTimeout(f"engine at {self.base_url} did not answer within the request timeout", self._retry_after())
         what = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
         return EngineUnavailable(f"engine at {self.base_url} is unreachable ({what})", self._retry_after())
 
@@ -77,6 +95,8 @@ class CompletionsClient:
         message = error_message(response)
         if response.status_code == 503:
             raise self._unavailable(f"HTTP 503: {message}")
+        if response.status_code == 400 and _CONTEXT_LENGTH_MESSAGE in message:
+            raise ContextTooLong(f"engine answered HTTP 400: {message}", 400)
         raise EngineRequestError(f"engine answered HTTP {response.status_code}: {message}", response.status_code)
 
     async def health(self, timeout_s: float = HEALTH_TIMEOUT_S) -> bool:
@@ -101,7 +121,9 @@ class CompletionsClient:
         data = response.json()
         choice = data["choices"][0]
         prompt_tokens, completion_tokens = _usage(data)
-        return Completion(choice.get("text") or "", prompt_tokens, completion_tokens, choice.get("finish_reason"))
+        return Completion(
+            choice.get("text") or "", prompt_tokens, completion_tokens, choice.get("finish_reason"), _token_logprobs(choice)
+        )
 
     async def stream(self, model: str, prompt: str, params: CompletionParams) -> AsyncIterator[StreamEvent]:
         body = {

@@ -52,9 +52,12 @@ def die_with_parent() -> None:  # runs in the child between fork and exec: no im
 class EngineProcess:
     """A started server process and the last lines it wrote."""
 
-    def __init__(self, argv: Sequence[str], env: Mapping[str, str] | None = None, label: str = "engine") -> None:
+    def __init__(
+        self, argv: Sequence[str], env: Mapping[str, str] | None = None, label: str = "engine", unset: Sequence[str] = ()
+    ) -> None:
         self.argv = list(argv)
-        self.env = dict(env or {})
+        self.env = dict(env or {})  # on top of the service's environment
+        self.unset = frozenset(unset)  # names of the service's environment the process does not get
         self.label = label
         self._proc: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -73,7 +76,7 @@ class EngineProcess:
         return self._proc.returncode if self._proc else None
 
     async def spawn(self) -> None:
-        env = {**os.environ, **self.env}
+        env = {**{k: v for k, v in os.environ.items() if k not in self.unset}, **self.env}
         log.info("%s: starting %s", self.label, " ".join(self.argv))
         try:
             self._proc = await asyncio.create_subprocess_exec(

@@ -2,27 +2,62 @@
 weight swaps use (the :class:`~umi.engines.base.LoraAdapters` and
 :class:`~umi.engines.base.InPlaceReload` capabilities).
 
+Written against vLLM :data:`VLLM_VERSION` (pinned in pyproject's ``gpu`` extra and the
+Dockerfile's image); docs/role-services.md "vLLM behaviours" lists what this module relies on and
+the versions each behaviour holds for.
+
+- ``--generation-config vllm`` always: with vLLM's default (``auto``) the checkpoint's
+  ``generation_config.json`` fills every sampling field a request leaves out (top_p, top_k,
+  repetition_penalty: ``ModelConfig.get_diff_sampling_param``), so the role's documented sampling
+  would not be what runs.
+- ``VLLM_API_KEY`` is not passed on: vLLM would answer 401 on every ``/v1`` route
+  (``AuthenticationMiddleware``) and the service could not warm up.
+
 - LoRA at runtime (``--enable-lora`` and ``VLLM_ALLOW_RUNTIME_LORA_UPDATING=True``):
   ``POST /v1/load_lora_adapter {lora_name, lora_path}`` and ``/v1/unload_lora_adapter``; a request
   selects an adapter by its name in ``model``. Adapters are loaded under new names only; this
   engine never sends ``load_inplace`` (sticky in vLLM). After a restart the adapters that were
   loaded are loaded again, so the names the service uses keep working.
 - In-place full-weight reload (``--enable-sleep-mode`` and ``VLLM_SERVER_DEV_MODE=1``):
-  ``/sleep?level=2``, ``/wake_up?tags=weights``, ``/collective_rpc`` (``update_config`` with the
-  new model path, then ``reload_weights``), ``/wake_up?tags=kv_cache``, ``/reset_prefix_cache``
-  (cached prefixes were computed with the old weights).
+  ``/sleep?level=2``, ``/wake_up?tags=weights``, ``/collective_rpc``
+  ``{"method": "reload_weights", "kwargs": {"weights_path": PATH}}`` (the documented form),
+  ``/wake_up?tags=kv_cache``, ``/reset_prefix_cache`` (cached prefixes were computed with the old
+  weights). A successful call does not prove the weights changed (vLLM #32718, #48312): a greedy
+  probe generation with log-probabilities runs before and after, and a reload after which the
+  probe answers exactly as before raises :class:`EngineRequestError`.
+  Not with LoRA enabled: vLLM's ``reload_weights`` fails under ``--enable-lora`` (#39934), so
+  ``supports_in_place`` is False then.
+- Blue/green room (:meth:`VllmEngine.second_copy_problem`): vLLM refuses to start when the GPU's
+  free memory is below ``--gpu-memory-utilization`` of its total (``Worker.init_device``); the
+  free memory is read with ``nvidia-smi`` before a second engine is started.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import subprocess
 from dataclasses import dataclass
 from typing import Any
 
-from umi.engines.base import EngineInfo, EngineOptions
+from umi.engines.base import CompletionParams, EngineError, EngineInfo, EngineOptions, EngineRequestError
 from umi.engines.http_engine import LaunchSpec, SupervisedEngine
 
 log = logging.getLogger("umi.engine")
+
+VLLM_VERSION = "0.33.0"  # the one vLLM this adapter is written against (pyproject `gpu` extra, Dockerfile image)
+# vllm/config/lora.py MaxLoRARanks: the only --max-lora-rank values `vllm serve` accepts.
+MAX_LORA_RANKS: tuple[int, ...] = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+# vllm/engine/arg_utils.py: --gpu-memory-utilization when not given.
+DEFAULT_GPU_MEMORY_UTILIZATION = 0.9
+# vLLM #39934 (fixed by PR #39935): reload_weights raises KeyError when LoRA wraps the layers.
+# Not known to be fixed at VLLM_VERSION until a GPU check proves it: in-place reload is off with LoRA.
+LORA_RELOAD_FIXED = False
+# The greedy generation that must change when the weights do (tokens and their log-probabilities).
+RELOAD_PROBE_PROMPT = "The quick brown fox"
+RELOAD_PROBE = CompletionParams(max_tokens=4, temperature=0.0, logprobs=0)
+NVIDIA_SMI_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -39,7 +74,7 @@ class VllmFlags:
     enable_sleep_mode: bool = False
 
     def argv(self) -> list[str]:
-        out = ["--served-model-name", self.served_model_name]
+        out = ["--served-model-name", self.served_model_name, "--generation-config", "vllm"]
         for flag, value in (
             ("--tensor-parallel-size", self.tensor_parallel_size),
             ("--gpu-memory-utilization", self.gpu_memory_utilization),
@@ -84,7 +119,7 @@ class VllmEngine(SupervisedEngine):
 
     @property
     def supports_in_place(self) -> bool:
-        return self.flags.enable_sleep_mode
+        return self.flags.enable_sleep_mode and (LORA_RELOAD_FIXED or not self.flags.enable_lora)
 
     def command(self) -> list[str]:
         argv = self._base_argv(("vllm",))
@@ -94,6 +129,23 @@ class VllmEngine(SupervisedEngine):
 
     def environment(self) -> dict[str, str]:
         return self.flags.environment()
+
+    def unset_environment(self) -> tuple[str, ...]:
+        return ("VLLM_API_KEY",)
+
+    def second_copy_problem(self) -> str | None:
+        """Why a second ``vllm serve`` like this one would not start now: its share of a GPU is not free."""
+        share = self.flags.gpu_memory_utilization or DEFAULT_GPU_MEMORY_UTILIZATION
+        gpus = gpu_memory_mib()
+        if not gpus:
+            return None  # unknown: let vLLM decide
+        for index, (free, total) in enumerate(gpus[: self.flags.tensor_parallel_size or 1]):
+            if free < share * total:
+                return (
+                    f"a second vLLM engine needs {share:g} of the GPU ({share * total:.0f} MiB) free and GPU {index} "
+                    f"has {free:.0f} MiB free; vLLM refuses to start below its share (Worker.init_device)"
+                )
+        return None
 
     def info(self) -> EngineInfo:
         return super().info().model_copy(update={"extra": {"adapters": dict(self.adapters), "served_model_name": self.served_model}})
@@ -117,17 +169,51 @@ class VllmEngine(SupervisedEngine):
 
     # ------------------------------------------------------ in-place reload
     async def reload_weights(self, model_path: str) -> None:
-        """Replace the base weights inside the running engine (sleep level 2, reload, wake)."""
+        """Replace the base weights inside the running engine (sleep level 2, reload, wake).
+
+        Raises :class:`EngineRequestError` when a call fails, or when the probe generation answers
+        exactly as before the reload (the engine kept its old weights). Reloading the weights the
+        engine holds (restoring them after a failed swap) is not checked: its output need not change.
+        """
+        changing = model_path != self.model_path
+        before = await self._probe() if changing else None
         await self._post("/sleep", params={"level": 2})
         await self._post("/wake_up", params={"tags": "weights"})
-        await self._post(
-            "/collective_rpc", {"method": "update_config", "args": [{"model_config": {"model": model_path}}]}
-        )
-        await self._post("/collective_rpc", {"method": "reload_weights"})
+        await self._post("/collective_rpc", {"method": "reload_weights", "kwargs": {"weights_path": model_path}})
         await self._post("/wake_up", params={"tags": "kv_cache"})
         await self._post("/reset_prefix_cache")
+        if before is not None and await self._probe() == before:
+            raise EngineRequestError(
+                f"vLLM reported {model_path} reloaded, but the probe generation answers exactly as before: "
+                "the old weights still serve (vLLM #32718, #48312)", 500,
+            )
         self.model_path = model_path  # a restart loads these weights
+
+    async def _probe(self) -> tuple[str, tuple[float | None, ...] | None] | None:
+        """The greedy probe's text and log-probabilities; None when it fails (asleep, or weights already gone)."""
+        try:
+            done = await self.client.complete(self.served_model, RELOAD_PROBE_PROMPT, RELOAD_PROBE)
+        except EngineError:
+            return None
+        return done.text, done.token_logprobs
 
     async def is_sleeping(self) -> bool:
         response = await self.client.request("GET", "/is_sleeping")
         return bool(response.json().get("is_sleeping"))
+
+
+def gpu_memory_mib() -> list[tuple[float, float]] | None:
+    """(free, total) MiB of each GPU this process may use (``CUDA_VISIBLE_DEVICES``), by ``nvidia-smi``;
+    None when that is unknown (no ``nvidia-smi``, or it fails)."""
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return None
+    argv = [smi, "--query-gpu=memory.free,memory.total", "--format=csv,noheader,nounits"]
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible:
+        argv.append(f"--id={visible}")
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=NVIDIA_SMI_TIMEOUT_S, check=True).stdout
+        return [(float(free), float(total)) for free, total in (line.split(",") for line in out.splitlines() if line.strip())]
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return None

@@ -4,6 +4,6 @@ gold.py         gold steps of a trajectory file (what each role is asked, what i
 predictions.py  the predictions file (one raw generation per step and role)
 metrics.py      Plan ACC, Act. EM, Hallu., Arg. F1, R-L
 score.py        predictions + gold -> metrics
-steps.py        `umi eval steps`: teacher-forced requests to the role services
+steps.py        `umi eval steps`: requests to the role services (the paper's protocol, or teacher forcing)
 report.py       JSON, Markdown table and PNG chart
 """

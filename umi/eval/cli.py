@@ -6,18 +6,20 @@ import argparse
 import asyncio
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from umi.eval.chats import load_suite, run_suite
-from umi.eval.gold import gold_steps
-from umi.eval.predictions import PredictionsFileError, dump_predictions, load_predictions
-from umi.eval.report import markdown_table, write_report
+from umi.eval.gold import GoldStep, gold_steps
+from umi.eval.predictions import Prediction, PredictionRole, PredictionsFileError, Protocol, dump_predictions, load_predictions
+from umi.eval.report import markdown_table, run_name, write_report
 from umi.eval.score import ScoreError, ScoreResult, score
-from umi.eval.steps import build_requests, run_requests
+from umi.eval.steps import Ask, first_asks, follow_up_asks, run_requests, to_request
 from umi.format import TrajectoryFileError, load_trajectories
 
 MULTI, SINGLE = "multi-model", "single-model"
+PROTOCOLS: tuple[Protocol, ...] = ("paper", "teacher-forcing")
 
 
 class EvalUsageError(Exception):
@@ -25,8 +27,27 @@ class EvalUsageError(Exception):
 
 
 def _print_outputs(paths: dict[str, Path], runs: dict[str, ScoreResult]) -> None:
-    sys.stdout.write(markdown_table({name: r.metrics for name, r in runs.items()}))
+    sys.stdout.write(markdown_table(runs))
     print("wrote " + ", ".join(str(p) for p in paths.values()))
+
+
+def _ask(
+    steps: Sequence[GoldStep], mode: str, protocol: Protocol, urls: dict[PredictionRole, str],
+    sampling: dict[str, Any], args: argparse.Namespace, name: str,
+) -> list[Prediction]:
+    """The predictions of one run: the planner (or backbone) first, then what its decisions ask."""
+
+    def send(asks: Sequence[Ask], label: str) -> list[Prediction]:
+        requests = [to_request(a, sampling) for a in asks]
+        return asyncio.run(
+            run_requests(requests, urls, concurrency=args.concurrency, timeout_s=args.timeout, progress=not args.quiet, label=label)
+        )
+
+    first = send(first_asks(steps, mode), f"{name}: {'backbone' if mode == 'single' else 'planner'}")
+    if mode == "single":
+        return first
+    follow_ups = send(follow_up_asks(steps, protocol, {p.id: p for p in first}), f"{name}: caller and summarizer")
+    return [p.model_copy(update={"protocol": protocol}) for p in first + follow_ups]
 
 
 def _cmd_steps(args: argparse.Namespace) -> int:
@@ -41,24 +62,23 @@ def _cmd_steps(args: argparse.Namespace) -> int:
     sampling: dict[str, Any] = {"temperature": args.temperature, "max_tokens": args.max_tokens}
     runs: dict[str, ScoreResult] = {}
     predictions: dict[str, list[dict[str, Any]]] = {}
-    plans = []
+    plans: list[tuple[str, dict[PredictionRole, str]]] = []
     if all(multi):
-        plans.append((MULTI, "multi", {"planner": args.planner, "caller": args.caller, "summarizer": args.summarizer}))
+        plans.append(("multi", {"planner": args.planner, "caller": args.caller, "summarizer": args.summarizer}))
     if args.backbone:
-        plans.append((SINGLE, "single", {"backbone": args.backbone}))
-    for name, mode, urls in plans:
-        requests = build_requests(steps, mode, sampling)
-        preds = asyncio.run(
-            run_requests(requests, urls, concurrency=args.concurrency, timeout_s=args.timeout, progress=not args.quiet, label=name)
-        )
-        runs[name] = score(steps, preds, mode)  # type: ignore[arg-type]
-        predictions[name] = dump_predictions(preds)
+        plans.append(("single", {"backbone": args.backbone}))
+    for mode, urls in plans:
+        label = MULTI if mode == "multi" else SINGLE
+        preds = _ask(steps, mode, args.protocol, urls, sampling, args, label)
+        result = score(steps, preds, mode, args.protocol, args.rouge)  # type: ignore[arg-type]
+        runs[run_name(result)] = result
+        predictions[mode] = dump_predictions(preds)
     out = Path(args.out)
-    for name, preds in predictions.items():
-        pred_path = out.with_name(f"{out.stem}.{'multi' if name == MULTI else 'single'}.predictions.json")
+    for mode, preds in predictions.items():
+        pred_path = out.with_name(f"{out.stem}.{mode}.predictions.json")
         pred_path.parent.mkdir(parents=True, exist_ok=True)
         pred_path.write_text(json.dumps(preds, indent=1) + "\n", encoding="utf-8")
-    paths = write_report(runs, out, extra={"data": str(args.data), "sampling": sampling})
+    paths = write_report(runs, out, extra={"data": str(args.data), "sampling": sampling, "protocol": args.protocol, "rouge": args.rouge})
     _print_outputs(paths, runs)
     return 0
 
@@ -67,8 +87,8 @@ def _cmd_score(args: argparse.Namespace) -> int:
     steps = gold_steps(load_trajectories(args.gold))
     runs: dict[str, ScoreResult] = {}
     for path in args.pred:
-        result = score(steps, load_predictions(path))
-        name = MULTI if result.mode == "multi" else SINGLE
+        result = score(steps, load_predictions(path), protocol=args.protocol, rouge=args.rouge)
+        name = run_name(result)
         if name in runs:
             name = f"{name} ({Path(path).name})"
         runs[name] = result
@@ -105,11 +125,19 @@ def _cmd_chats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rouge_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--rouge", choices=("paper", "words"), default="paper",
+        help="R-L: paper (default; the rouge package 1.0.1, as the paper computed it) or words "
+        "(umi's earlier lower-cased word-token LCS; not comparable with the paper's numbers)",
+    )
+
+
 def add_eval_parser(sub: Any) -> None:
     p = sub.add_parser("eval", help="evaluate role services (step metrics) or the whole agent (chats)")
     esub = p.add_subparsers(dest="eval_command", required=True, metavar="EVAL_COMMAND")
 
-    s = esub.add_parser("steps", help="teacher-forced step metrics from running role services")
+    s = esub.add_parser("steps", help="the paper's step metrics from running role services")
     s.add_argument("--data", required=True, help="trajectory file with the gold steps")
     s.add_argument("--planner", help="planner service base URL")
     s.add_argument("--caller", help="caller service base URL")
@@ -121,6 +149,13 @@ def add_eval_parser(sub: Any) -> None:
     s.add_argument("--max-tokens", type=int, default=512, help="max new tokens per request (default 512)")
     s.add_argument("--timeout", type=float, default=120.0, help="seconds per request (default 120)")
     s.add_argument("--limit", type=int, default=0, help="evaluate only the first N gold steps")
+    s.add_argument(
+        "--protocol", choices=PROTOCOLS, default="paper",
+        help="paper (default): the caller or summarizer is asked only where the planner decided so, with the "
+        "planner's own turn; teacher-forcing: the caller on every gold call step with the gold thought and the "
+        "summarizer on every gold finish step (each role alone; not comparable with the paper's numbers)",
+    )
+    _rouge_option(s)
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=_cmd_steps)
 
@@ -128,6 +163,11 @@ def add_eval_parser(sub: Any) -> None:
     c.add_argument("--gold", required=True, help="trajectory file with the gold steps")
     c.add_argument("--pred", required=True, action="append", help="predictions file (repeat to compare runs)")
     c.add_argument("--out", default="eval/score.json", help="report path; .md and .png are written beside it")
+    c.add_argument(
+        "--protocol", choices=PROTOCOLS, default=None,
+        help="how multi-model predictions were made (default: what the records say, else paper)",
+    )
+    _rouge_option(c)
     c.set_defaults(func=_cmd_score)
 
     h = esub.add_parser("chats", help="end-to-end task success through a running orchestrator")

@@ -1,10 +1,12 @@
 """Gold steps: every planner decision of a trajectory file, and what each role should answer.
 
 A gold step is a planner turn that decides (followed by a call or a conclusion, or giving
-up), as in GLPFT's planner samples; steps whose gold call is a hallucinated name are skipped.
-Its id is ``"<trajectory index>:<turn index>"``. Each role is asked with the gold history
-before its turn, filtered as that role was trained (the caller never sees hallucinated calls,
-the summarizer never sees ``none`` conclusions).
+up), as in GLPFT's planner samples and the reference's test samples (``infer_pipeline.py``);
+steps whose gold call is a hallucinated name are skipped (the reference keeps them; there are
+none in its test sets). Every gold finish step has a gold answer, ``none`` included (the
+reference scores those too). Its id is ``"<trajectory index>:<turn index>"``. Each role is
+asked with the gold history before its turn, filtered as that role was trained
+(:func:`for_caller`: no hallucinated calls; :func:`for_summarizer`: no ``none`` conclusions).
 """
 
 from __future__ import annotations
@@ -46,11 +48,13 @@ class GoldStep(BaseModel):
         return [t.Name for t in self.tools]
 
 
-def _for_caller(turns: Sequence[Turn]) -> list[Turn]:
+def for_caller(turns: Sequence[Turn]) -> list[Turn]:
+    """History as the caller was trained on it: hallucinated calls left out."""
     return [t for t in turns if not t.is_hallucinated_call]
 
 
-def _for_summarizer(turns: Sequence[Turn]) -> list[Turn]:
+def for_summarizer(turns: Sequence[Turn]) -> list[Turn]:
+    """History as the summarizer was trained on it: ``none`` conclusions left out."""
     return [t for t in turns if not (t.role == "conclusion" and t.content == NONE_ANSWER)]
 
 
@@ -79,10 +83,10 @@ def gold_steps(trajectories: Sequence[Trajectory]) -> list[GoldStep]:
             if decision == "caller" and following is not None:
                 parsed = parse_caller(following.content)
                 step.call = GoldCall(
-                    history=_for_caller(turns[: i + 1]), thought=turn.content,
+                    history=for_caller(turns[: i + 1]), thought=turn.content,
                     name=parsed.name, arguments_raw=parsed.arguments_raw,
                 )
-            elif decision == "conclusion" and following is not None and following.content != NONE_ANSWER:
-                step.answer = GoldAnswer(history=_for_summarizer(turns[: i + 1]), answer=following.content)
+            elif decision == "conclusion" and following is not None:
+                step.answer = GoldAnswer(history=for_summarizer(turns[: i + 1]), answer=following.content)
             steps.append(step)
     return steps

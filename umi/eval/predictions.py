@@ -2,7 +2,8 @@
 
 A JSON list of ``{"id": "<trajectory>:<turn>", "role": "planner" | "caller" | "summarizer" |
 "backbone", "text": "<the raw generation>"}`` plus optional ``model`` (``{name, version}``),
-``latency_ms`` and ``usage``. Scoring parses ``text`` with the same parsers the services use,
+``latency_ms``, ``usage`` and ``protocol`` (``paper`` or ``teacher-forcing``: how a multi-model
+run asked its roles, see steps.py). Scoring parses ``text`` with the same parsers the services use,
 so numbers can be recomputed from a saved file with no model (``umi eval score``).
 """
 
@@ -15,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 PredictionRole = Literal["planner", "caller", "summarizer", "backbone"]
+Protocol = Literal["paper", "teacher-forcing"]
 
 
 class Prediction(BaseModel):
@@ -25,6 +27,7 @@ class Prediction(BaseModel):
     latency_ms: float | None = None
     usage: dict[str, Any] | None = None
     error: str | None = None  # the request failed; text is then ""
+    protocol: Protocol | None = None  # multi-model runs of `umi eval steps` record it
 
 
 _LIST = TypeAdapter(list[Prediction])

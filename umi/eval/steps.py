@@ -1,24 +1,32 @@
-"""``umi eval steps``: teacher-forced requests to the running role services.
+"""``umi eval steps``: requests to the running role services, by one of two protocols.
 
-Every gold step becomes requests with the gold history before it: the planner on every step,
-the caller on gold call steps (with the gold thought), the summarizer on gold finish steps;
-or, for the single-model baseline, the backbone on every step. Requests run concurrently up
-to a bound, with a progress bar; failed requests are recorded (and count as wrong), never lost.
+``paper`` (the default) is the reference pipeline's (GLPFT ``infer_pipeline.py``): the planner
+is asked on every gold step with the gold history before it; then, where the planner itself
+decided so (:func:`umi.format.parse_planner`, as the orchestrator routes), the caller is asked
+with the planner's own turn as the thought and the last turn of its history, or the summarizer
+with that turn last in its history. A step whose planner decided otherwise, or gave up, asks
+nothing more and scores ``none`` (score.py). ``teacher-forcing`` asks the caller on every gold
+call step with the gold thought and the summarizer on every gold finish step, whatever the
+planner said: a measure of each role alone, not comparable with the paper's numbers.
+The single-model baseline asks the backbone once per gold step under either protocol.
+Requests run concurrently up to a bound, with a progress bar; failed requests are recorded
+(and count as wrong), never lost.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 from tqdm import tqdm
 
-from umi.eval.gold import GoldStep
-from umi.eval.predictions import Prediction, PredictionRole
+from umi.eval.gold import GoldStep, for_caller, for_summarizer
+from umi.eval.predictions import Prediction, PredictionRole, Protocol
+from umi.format import ToolDoc, Turn, parse_planner
 
 ENDPOINTS: dict[PredictionRole, str] = {
     "planner": "/v1/plan",
@@ -30,34 +38,60 @@ RETRIES = 4
 
 
 @dataclass(frozen=True)
+class Ask:
+    """What one role is asked at one gold step (``thought``: the caller's only)."""
+
+    step_id: str
+    role: PredictionRole
+    tools: list[ToolDoc]
+    history: list[Turn]
+    thought: str | None = None
+
+
+def first_asks(steps: Sequence[GoldStep], mode: str) -> list[Ask]:
+    """The planner (``mode`` ``multi``) or the backbone (``single``) on every step."""
+    role: PredictionRole = "backbone" if mode == "single" else "planner"
+    return [Ask(s.id, role, s.tools, list(s.history)) for s in steps]
+
+
+def follow_up_asks(steps: Sequence[GoldStep], protocol: Protocol, planner: Mapping[str, Prediction] | None = None) -> list[Ask]:
+    """The caller and summarizer asks of a multi-model run. ``planner`` (step id -> the planner's
+    prediction) is needed by the ``paper`` protocol; a failed planner request asks nothing."""
+    out: list[Ask] = []
+    for s in steps:
+        if protocol == "teacher-forcing":
+            if s.call is not None:
+                out.append(Ask(s.id, "caller", s.tools, s.call.history, s.call.thought))
+            if s.answer is not None:
+                out.append(Ask(s.id, "summarizer", s.tools, s.answer.history))
+            continue
+        pred = (planner or {}).get(s.id)
+        if pred is None or pred.error is not None:
+            continue
+        plan = parse_planner(pred.text)
+        turn = Turn(role="planner", content=plan.text)
+        if plan.next == "caller":
+            out.append(Ask(s.id, "caller", s.tools, for_caller(s.history) + [turn], plan.text))
+        elif plan.next == "conclusion":
+            out.append(Ask(s.id, "summarizer", s.tools, for_summarizer(s.history) + [turn]))
+    return out
+
+
+@dataclass(frozen=True)
 class Request:
     step_id: str
     role: PredictionRole
     body: dict[str, Any]
 
 
-def _tools(step: GoldStep) -> list[dict[str, Any]]:
-    return [t.doc_dict() for t in step.tools]
-
-
-def _turns(turns: Sequence[Any]) -> list[dict[str, str]]:
-    return [t.model_dump() for t in turns]
-
-
-def build_requests(steps: Sequence[GoldStep], mode: str, sampling: dict[str, Any]) -> list[Request]:
-    """The requests of one run: ``mode`` is ``multi`` (three roles) or ``single`` (backbone)."""
-    out: list[Request] = []
-    for step in steps:
-        if mode == "single":
-            out.append(Request(step.id, "backbone", {"tools": _tools(step), "history": _turns(step.history), "sampling": sampling}))
-            continue
-        out.append(Request(step.id, "planner", {"tools": _tools(step), "history": _turns(step.history), "sampling": sampling}))
-        if step.call is not None:
-            body = {"tools": _tools(step), "history": _turns(step.call.history), "thought": step.call.thought, "sampling": sampling}
-            out.append(Request(step.id, "caller", body))
-        if step.answer is not None:
-            out.append(Request(step.id, "summarizer", {"history": _turns(step.answer.history), "sampling": sampling}))
-    return out
+def to_request(ask: Ask, sampling: dict[str, Any]) -> Request:
+    """The JSON body of a role service's endpoint (docs/role-services.md) for ``ask``."""
+    body: dict[str, Any] = {"history": [t.model_dump() for t in ask.history], "sampling": sampling}
+    if ask.role != "summarizer":
+        body["tools"] = [t.doc_dict() for t in ask.tools]
+    if ask.thought is not None:
+        body["thought"] = ask.thought
+    return Request(ask.step_id, ask.role, body)
 
 
 async def _send(client: httpx.AsyncClient, base_url: str, req: Request) -> Prediction:

@@ -1,4 +1,7 @@
-"""Reading what the role models generate. A parser never raises on model output.
+"""Reading what the role models generate. A parser never raises on model output, whatever the
+text (NULs, control characters, lone UTF-16 surrogates, megabytes), and everything it returns
+serialises as UTF-8 JSON: lone surrogates in the text become U+FFFD, and arguments whose JSON
+decodes to a lone surrogate (``{"q": "\\ud83d"}``) are invalid arguments like any other.
 
 planner:    the first control phrase, checked in the order give up, conclusion, caller; the
             text is cut right after it. No phrase at all counts as ``caller`` (the reference's
@@ -40,6 +43,18 @@ NO_NAME = "none"
 NO_ARGUMENTS = "{}"
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def valid_unicode(text: str) -> str:
+    """``text`` with each lone UTF-16 surrogate (which UTF-8 cannot encode) replaced by U+FFFD."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", text)
+
+
 def cut_at_end_of_turn(text: str) -> str:
     """Generation stops at ``</s>``; anything a server returned after it is not the turn's."""
     index = text.find(END_OF_TURN)
@@ -54,6 +69,7 @@ class PlannerOutput(BaseModel):
 
 
 def parse_planner(generated: str) -> PlannerOutput:
+    generated = valid_unicode(generated)
     raw = cut_at_end_of_turn(generated)
     for decision, phrase in _CONTROL_PHRASES:
         start = raw.find(phrase)
@@ -90,10 +106,17 @@ def _parse_arguments(raw: str) -> tuple[dict[str, Any] | None, str | None]:
         return None, f"arguments are not valid JSON: {exc}"
     if not isinstance(value, dict):
         return None, f"arguments must be a JSON object, got {type(value).__name__}"
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return None, "arguments are not valid Unicode: a \\u escape names a lone UTF-16 surrogate"
+    except (ValueError, RecursionError) as exc:
+        return None, f"arguments cannot be used: {exc}"
     return value, None
 
 
 def parse_caller(generated: str, tool_names: Collection[str] | None = None) -> CallerOutput:
+    generated = valid_unicode(generated)
     raw = cut_at_end_of_turn(generated)
     input_at = raw.rfind("Action Input:")
     arguments_raw = raw[input_at + len("Action Input:") :].strip() if input_at >= 0 else NO_ARGUMENTS
@@ -130,6 +153,7 @@ class SummarizerOutput(BaseModel):
 
 
 def parse_summarizer(generated: str) -> SummarizerOutput:
+    generated = valid_unicode(generated)
     raw = cut_at_end_of_turn(generated)
     at = raw.rfind("conclusion:")
     answer = raw[at + len("conclusion:") :] if at >= 0 else raw
@@ -148,6 +172,7 @@ _GIVE_UP = re.compile(r"conclusion:\s*give up", re.IGNORECASE)
 
 
 def parse_backbone(generated: str, tool_names: Collection[str] | None = None) -> BackboneOutput:
+    generated = valid_unicode(generated)
     raw = cut_at_end_of_turn(generated)
     at = raw.find("conclusion:")
     if _GIVE_UP.search(raw):

@@ -48,6 +48,11 @@ def fill_template(
     return text + CUES[role]
 
 
+def role_history(role: PromptRole, history: Sequence[Turn]) -> str:
+    """``{history}`` for a role: the backbone merges caller and conclusion turns into the planner turn."""
+    return render_backbone_history(history) if role == "backbone" else render_history(history)
+
+
 def render_prompt(
     role: PromptRole,
     tools: Sequence[ToolDoc],
@@ -63,5 +68,4 @@ def render_prompt(
     For the backbone, caller and conclusion turns are merged into the planner turn before them,
     as the single model was trained (:func:`umi.format.turns.render_backbone_history`).
     """
-    rendered = render_backbone_history(history) if role == "backbone" else render_history(history)
-    return system_prefix + fill_template(role, tools, rendered, thought, variant)
+    return system_prefix + fill_template(role, tools, role_history(role, history), thought, variant)

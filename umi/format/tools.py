@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+
+from umi.format.schema import schema_input
 
 MAX_NAME_CHARS = 64
 MAX_FUNCTION_CHARS = 256
@@ -57,6 +59,55 @@ def cut_name(name: str) -> str:
     return name[-MAX_NAME_CHARS:]
 
 
+# Text the output parsers look for: a name holding one would not parse back to itself.
+_PARSER_MARKS = (("Action Input:", "Action Input_"), ("Action:", "Action_"), ("conclusion:", "conclusion_"), ("</s>", "<_s>"))
+_NO_NAME = "tool"
+
+
+def model_name(name: str, keep: int = MAX_NAME_CHARS) -> str:
+    """The name the role models see and write back: a name that round-trips through the parsers.
+
+    The parsers' marks inside it are defused (``Action:`` -> ``Action_``, ``Action Input:`` ->
+    ``Action Input_``, ``conclusion:`` -> ``conclusion_``, ``</s>`` -> ``<_s>``); then the last
+    ``keep`` characters are kept (ToolBench's cut) and whitespace at both ends is removed, since
+    the caller parser strips it (a name whose cut begins with a space could never be called).
+    A name left empty reads ``tool``.
+    """
+    for mark, safe in _PARSER_MARKS:
+        name = name.replace(mark, safe)
+    return name[-keep:].strip() or _NO_NAME
+
+
+def model_names(names: Sequence[str]) -> list[str]:
+    """Distinct model names for a request's tools, in order (:func:`model_name` of each).
+
+    Tools whose names are the same after the cut: the first keeps it, each later one becomes
+    ``<last 62 characters>_2`` (``_3``, ...: the first suffix not already taken by any tool).
+    The role services (``to_tooldocs``) and the orchestrator's name map both use this, so a name
+    the caller writes maps back to exactly one tool.
+    """
+    bases = [model_name(n) for n in names]
+    first: dict[str, int] = {}
+    for i, base in enumerate(bases):
+        first.setdefault(base, i)
+    used = set(bases)
+    out: list[str] = []
+    for i, (name, base) in enumerate(zip(names, bases, strict=True)):
+        if first[base] == i:
+            out.append(base)
+            continue
+        k = 2
+        while True:
+            suffix = f"_{k}"
+            candidate = model_name(name, MAX_NAME_CHARS - len(suffix)) + suffix
+            if candidate not in used:
+                break
+            k += 1
+        used.add(candidate)
+        out.append(candidate)
+    return out
+
+
 def cut_function(description: str) -> str:
     return description[:MAX_FUNCTION_CHARS]
 
@@ -67,8 +118,21 @@ def cut_function(description: str) -> str:
 class FunctionSpec(BaseModel):
     name: str = Field(min_length=1)
     description: str = ""
-    parameters: dict[str, Any] = Field(default_factory=dict)
+    parameters: dict[str, Any] = Field(
+        default_factory=dict, description="a JSON Schema of an object: the named arguments of a call"
+    )
     strict: bool | None = None
+
+    @field_validator("parameters")
+    @classmethod
+    def _an_object(cls, value: dict[str, Any]) -> dict[str, Any]:
+        """A call's arguments are a JSON object (the caller's ``Action Input``): a schema whose
+        ``type`` says otherwise (``"array"``) could never be satisfied, so it is refused."""
+        kind = value.get("type")
+        kinds = kind if isinstance(kind, list) else [kind]
+        if kind is not None and "object" not in kinds:
+            raise ValueError(f"must describe a JSON object (the named arguments of a call), not type {json.dumps(kind)}")
+        return value
 
 
 class OpenAITool(BaseModel):
@@ -78,67 +142,18 @@ class OpenAITool(BaseModel):
     function: FunctionSpec
 
 
-def _schema_type(schema: Mapping[str, Any]) -> str:
-    kind = schema.get("type")
-    if isinstance(kind, list):
-        names = [str(k) for k in kind if k != "null"] or ["null"]
-        return " or ".join(names)
-    if isinstance(kind, str):
-        if kind == "array" and isinstance(schema.get("items"), Mapping):
-            return f"array of {_schema_type(schema['items'])}"
-        return kind
-    for key in ("anyOf", "oneOf"):
-        options = schema.get(key)
-        if isinstance(options, list):
-            names = [_schema_type(o) for o in options if isinstance(o, Mapping)]
-            names = [n for n in names if n != "null"]
-            if names:
-                return " or ".join(dict.fromkeys(names))
-    if "enum" in schema and isinstance(schema["enum"], list) and schema["enum"]:
-        first = schema["enum"][0]
-        return {bool: "boolean", int: "integer", float: "number"}.get(type(first), "string")
-    if "properties" in schema:
-        return "object"
-    return "string"
-
-
-def _schema_description(schema: Mapping[str, Any]) -> str:
-    """The description, then (only when the schema has them) enum values and nested fields."""
-    parts = [str(schema.get("description", "")).strip()]
-    enum = schema.get("enum")
-    if isinstance(enum, list) and enum:
-        parts.append("One of: " + ", ".join(json.dumps(v) for v in enum) + ".")
-    target = schema
-    if isinstance(schema.get("items"), Mapping):
-        target = schema["items"]
-    props = target.get("properties")
-    if isinstance(props, Mapping) and props:
-        fields = [
-            f"{name} ({_schema_type(sub)}{', ' + _schema_description(sub) if _schema_description(sub) else ''})"
-            for name, sub in props.items()
-            if isinstance(sub, Mapping)
-        ]
-        parts.append("Fields: " + "; ".join(fields) + ".")
-    return " ".join(p for p in parts if p)
-
-
 def tooldoc_from_openai(tool: OpenAITool | Mapping[str, Any]) -> ToolDoc:
     """Map an OpenAI function tool to a ToolDoc.
 
-    ``input[arg]`` is ``"<type>, <description>"`` for each property, in schema order. A plain
-    property renders exactly as ToolBench's did (``"string, The city"``); enums add
-    ``One of: ...`` and nested objects add ``Fields: ...`` to the description. The name keeps
-    its last 64 characters, the description its first 256.
+    ``input[arg]`` is ``"<type>, <description>"`` for each property, in schema order, built by
+    :func:`umi.format.schema.schema_input` (references resolved, unions, enums, nested fields and
+    formats as notes after the description). A plain property renders exactly as ToolBench's did
+    (``"string, The city"``). The name is :func:`model_name`'s, the description its first 256
+    characters.
     """
     spec = tool if isinstance(tool, OpenAITool) else OpenAITool.model_validate(tool)
     fn = spec.function
-    props = fn.parameters.get("properties") or {}
-    inputs: dict[str, str] = {}
-    if isinstance(props, Mapping):
-        for arg, schema in props.items():
-            schema = schema if isinstance(schema, Mapping) else {}
-            inputs[str(arg)] = f"{_schema_type(schema)}, {_schema_description(schema)}"
-    return ToolDoc(Name=cut_name(fn.name), function=cut_function(fn.description), input=inputs)
+    return ToolDoc(Name=model_name(fn.name), function=cut_function(fn.description), input=schema_input(fn.parameters))
 
 
 # --------------------------------------------------------------------------- ToolBench API docs
@@ -206,20 +221,57 @@ def tooldoc_from_toolbench(api: ToolBenchAPI | Mapping[str, Any]) -> ToolDoc:
     return ToolDoc(Name=name, function=cut_function(function), input=inputs)
 
 
-def to_tooldocs(tools: Iterable[ToolDoc | OpenAITool | ToolBenchAPI | Mapping[str, Any]]) -> list[ToolDoc]:
-    """Accept ToolDocs, OpenAI function tools or ToolBench API docs, in any mix."""
-    docs: list[ToolDoc] = []
+ToolInput = ToolDoc | OpenAITool | ToolBenchAPI | Mapping[str, Any]
+
+
+def _typed(tool: ToolInput) -> ToolDoc | OpenAITool | ToolBenchAPI:
+    if isinstance(tool, ToolDoc | OpenAITool | ToolBenchAPI):
+        return tool
+    if isinstance(tool, Mapping) and tool.get("type") == "function" and "function" in tool:
+        return OpenAITool.model_validate(tool)
+    if isinstance(tool, Mapping) and "api_name" in tool and "tool_name" in tool:
+        return ToolBenchAPI.model_validate(tool)
+    return ToolDoc.model_validate(tool)
+
+
+def _full_name(tool: ToolDoc | OpenAITool | ToolBenchAPI) -> str:
+    """The name before the cut: what :func:`model_names` makes distinct."""
+    if isinstance(tool, ToolDoc):
+        return tool.Name
+    if isinstance(tool, OpenAITool):
+        return tool.function.name
+    return f"{_api_name(tool.api_name)}_for_{standardize(tool.tool_name)}"
+
+
+def _identity(tool: ToolDoc | OpenAITool | ToolBenchAPI) -> str:
+    body = tool.doc_dict() if isinstance(tool, ToolDoc) else tool.model_dump(mode="json")
+    return type(tool).__name__ + json.dumps(body, sort_keys=True)
+
+
+def to_tooldocs(tools: Iterable[ToolInput]) -> list[ToolDoc]:
+    """Accept ToolDocs, OpenAI function tools or ToolBench API docs, in any mix.
+
+    A tool identical to an earlier one is left out (published tool sets repeat tools); names are
+    made distinct by :func:`model_names` (ToolDocs keep theirs unless another tool has it first).
+    """
+    typed: list[ToolDoc | OpenAITool | ToolBenchAPI] = []
+    seen: set[str] = set()
     for tool in tools:
+        one = _typed(tool)
+        identity = _identity(one)
+        if identity not in seen:
+            seen.add(identity)
+            typed.append(one)
+    names = model_names([_full_name(t) for t in typed])
+    docs: list[ToolDoc] = []
+    for tool, name in zip(typed, names, strict=True):
         if isinstance(tool, ToolDoc):
-            docs.append(tool)
+            doc = tool
         elif isinstance(tool, OpenAITool):
-            docs.append(tooldoc_from_openai(tool))
-        elif isinstance(tool, ToolBenchAPI):
-            docs.append(tooldoc_from_toolbench(tool))
-        elif isinstance(tool, Mapping) and tool.get("type") == "function" and "function" in tool:
-            docs.append(tooldoc_from_openai(tool))
-        elif isinstance(tool, Mapping) and "api_name" in tool and "tool_name" in tool:
-            docs.append(tooldoc_from_toolbench(tool))
+            doc = tooldoc_from_openai(tool)
         else:
-            docs.append(ToolDoc.model_validate(tool))
+            doc = tooldoc_from_toolbench(tool)
+        if doc.Name != name:
+            doc = doc.model_copy(update={"Name": name})
+        docs.append(doc)
     return docs

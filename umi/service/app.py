@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from umi.http_errors import BodyLimit, error_body, error_responses
+from umi.http_errors import PROMETHEUS_TEXT, BodyLimit, error_body, error_responses
 from umi.roleapi import RenderResponse
 from umi.service.admin import admin_router
 from umi.service.engine_factory import EngineFactory
@@ -130,10 +130,10 @@ def create_app(spec: RoleSpec, settings: ServiceSettings, factory: EngineFactory
         }
         if manager.ready():
             return JSONResponse(body)
-        not_ready = error_body("engine_unavailable", f"the engine is not ready: {state}")
+        not_ready = error_body("engine_unavailable", f"the engine is not ready: {manager.failure or state}")
         return JSONResponse({**not_ready, **body}, status_code=503, headers={"Retry-After": str(manager.retry_after_s())})
 
-    @app.get("/metrics", summary="Prometheus metrics", responses=error_responses(500))
+    @app.get("/metrics", summary="Prometheus metrics", responses={200: PROMETHEUS_TEXT, **error_responses(500)})
     async def metrics_endpoint() -> Response:
         return Response(metrics.exposition(), media_type=CONTENT_TYPE)
 

@@ -23,7 +23,7 @@ from umi.service.deployment import Deployment
 from umi.http_errors import HttpError
 from umi.service.errors import as_service_error
 from umi.service.metrics import ServiceMetrics
-from umi.service.prompt_fit import FittedPrompt, PromptFitter, PromptTooLong
+from umi.service.prompt_fit import FittedPrompt, PromptFitter, PromptParts, PromptTooLong
 from umi.service.roles import ResponseMeta, RoleSpec, prompt_inputs
 from umi.service.settings import ServiceSettings
 from umi import tracing as t
@@ -63,18 +63,19 @@ class RoleRunner:
             seed=sampling.seed if sampling is not None else None,
         )
 
-    def prompt(self, request: BaseModel) -> str:
+    def prompt(self, request: BaseModel) -> PromptParts:
         tools, thought = prompt_inputs(request)
         history: list[Turn] = getattr(request, "history", [])
-        return render_prompt(self.spec.role, tools, history, thought, self.settings.prompt_variant, self.settings.system_prefix)
+        return PromptParts(self.spec.role, tools, history, thought, self.settings.prompt_variant, self.settings.system_prefix)
 
-    def fit(self, fitter: PromptFitter, prompt: str, params: CompletionParams) -> FittedPrompt:
+    def fit(self, fitter: PromptFitter, prompt: PromptParts, params: CompletionParams) -> FittedPrompt:
+        """The prompt fitted to the context with UMI_CONTEXT_POLICY; counted in the metrics."""
         try:
-            fitted = fitter.fit(prompt, params.max_tokens)
+            fitted = fitter.fit_parts(prompt, params.max_tokens, self.settings.context_policy)
         except PromptTooLong as exc:
             raise HttpError(422, "invalid_request", f"sampling.max_tokens: {exc}", "sampling.max_tokens") from None
-        if fitted.truncated:
-            self.metrics.truncations.labels(self.spec.role).inc()
+        if fitted.fit is not None:
+            self.metrics.count_fit(fitted.fit.actions)
         return fitted
 
     # -------------------------------------------------------------- render
@@ -83,7 +84,7 @@ class RoleRunner:
         if fitter is None:
             raise EngineUnavailable("the tokenizer is loading", self.manager.retry_after_s())
         fitted = self.fit(fitter, self.prompt(request), self.params(request))
-        return RenderResponse(prompt=fitted.text, prompt_tokens=fitted.tokens, truncated=fitted.truncated)
+        return RenderResponse(prompt=fitted.text, prompt_tokens=fitted.tokens, truncated=fitted.truncated, fit=fitted.fit)
 
     # ------------------------------------------------------------ generate
     def _respond(
@@ -100,6 +101,7 @@ class RoleRunner:
             model=deployment.weights.model_info(),
             usage=Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens),
             latency_ms=round((time.perf_counter() - started) * 1000, 3),
+            fit=fitted.fit,
         )
         if span is not None and span.is_recording():
             span.set_attributes({

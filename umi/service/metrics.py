@@ -30,7 +30,12 @@ class ServiceMetrics:
         )
         self.in_flight = Gauge("umi_requests_in_flight", "generations in progress", ["role"], registry=r)
         self.tokens = Counter("umi_tokens", "tokens by kind (prompt, completion)", ["role", "kind"], registry=r)
-        self.truncations = Counter("umi_prompt_truncations", "prompts cut from the left to fit the context", ["role"], registry=r)
+        self.truncations = Counter(
+            "umi_prompt_truncations", "prompts cut from the left to fit the context (cut_history, cut_left)", ["role"], registry=r
+        )
+        self.fits = Counter(
+            "umi_prompt_fits", "prompts made to fit the context, by action (umi.service.prompt_fit)", ["role", "action"], registry=r
+        )
         self.swaps = Counter("umi_swaps", "weight swaps by strategy and outcome (ok, refused)", ["role", "strategy", "outcome"], registry=r)
         self.switch_seconds = Histogram(
             "umi_swap_switch_seconds", "from new weights ready to requests switched", ["role"], buckets=SWITCH_BUCKETS, registry=r
@@ -55,6 +60,14 @@ class ServiceMetrics:
     def count_tokens(self, prompt: int, completion: int) -> None:
         self.tokens.labels(self.role, "prompt").inc(prompt)
         self.tokens.labels(self.role, "completion").inc(completion)
+
+    def count_fit(self, actions: Iterable[str]) -> None:
+        """One prompt that did not fit whole: each action taken, and a truncation when text was cut."""
+        actions = list(actions)
+        for action in actions:
+            self.fits.labels(self.role, action).inc()
+        if "cut_history" in actions or "cut_left" in actions:
+            self.truncations.labels(self.role).inc()
 
     def count_error(self, endpoint: str, error_type: str) -> None:
         self.errors.labels(self.role, endpoint, error_type).inc()

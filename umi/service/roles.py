@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 from umi.format import ToolDoc
 from umi.format.templates import PromptRole
-from umi.roleapi import CallRequest, ModelInfo, Usage
+from umi.roleapi import CallRequest, ModelInfo, PromptFit, Usage
 
 
 @dataclass(frozen=True)
@@ -35,9 +35,10 @@ class ResponseMeta:
     model: ModelInfo
     usage: Usage
     latency_ms: float
+    fit: PromptFit | None = None
 
     def fields(self) -> dict[str, Any]:
-        return {"text": self.text, "model": self.model, "usage": self.usage, "latency_ms": self.latency_ms}
+        return {"text": self.text, "model": self.model, "usage": self.usage, "latency_ms": self.latency_ms, "fit": self.fit}
 
 
 # (generated text, the request, the common fields) -> the role's response body

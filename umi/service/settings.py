@@ -10,10 +10,11 @@ import shutil
 from collections.abc import Sequence
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from umi.engines import EngineOptions
+from umi.engines.vllm_serve import MAX_LORA_RANKS
 from umi.format.templates import DEFAULT_SYSTEM_PREFIX, PromptVariant
 from umi.settings_cli import SettingsProblem, load, settings_parser
 
@@ -54,6 +55,11 @@ class ServiceSettings(BaseSettings):
         None, ge=16, description="context length in tokens (default: the model's max_position_embeddings); also vLLM --max-model-len"
     )
     context_margin: int = Field(16, ge=0, description="tokens kept free besides the prompt and the new tokens")
+    context_policy: Literal["fit", "reference"] = Field(
+        "fit",
+        description="a prompt over the context: fit (shorten old observations, drop old steps, keep the most relevant "
+        "tools, then cut the history; header and tools stay whole) or reference (cut the whole prompt from the left)",
+    )
     temperature: float | None = Field(None, ge=0, le=5, description="overrides the role's default temperature (0.5)")
     max_new_tokens: int | None = Field(None, ge=1, description="overrides the role's default max new tokens (512)")
 
@@ -63,8 +69,12 @@ class ServiceSettings(BaseSettings):
     gpu_memory_utilization: float | None = Field(None, gt=0, le=1, description="vllm --gpu-memory-utilization (this engine's share of the GPU)")
     enable_lora: bool = Field(False, description="vllm --enable-lora and runtime LoRA loading (LoRA swaps)")
     max_loras: int | None = Field(None, ge=1, description="vllm --max-loras")
-    max_lora_rank: int | None = Field(None, ge=1, description="vllm --max-lora-rank")
-    enable_sleep_mode: bool = Field(False, description="vllm --enable-sleep-mode and dev endpoints (in-place swaps)")
+    max_lora_rank: int | None = Field(
+        None, description=f"vllm --max-lora-rank: one of {', '.join(map(str, MAX_LORA_RANKS))} (what vLLM accepts)"
+    )
+    enable_sleep_mode: bool = Field(
+        False, description="vllm --enable-sleep-mode and dev endpoints (in-place swaps; not with UMI_ENABLE_LORA)"
+    )
     lora_alias: str | None = Field(None, description="prefix of adapter names (default: the role)")
 
     # --- swaps and supervision
@@ -83,6 +93,14 @@ class ServiceSettings(BaseSettings):
     retry_after_s: int = Field(5, ge=1, description="Retry-After before any engine start time is known")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field("info", description="log level (debug shows the engine's output)")
 
+    @field_validator("max_lora_rank")
+    @classmethod
+    def _lora_rank(cls, rank: int | None) -> int | None:
+        if rank is not None and rank not in MAX_LORA_RANKS:
+            choices = ", ".join(map(str, MAX_LORA_RANKS))
+            raise ValueError(f"UMI_MAX_LORA_RANK (--max-lora-rank) is {rank}; vLLM accepts only {choices}")
+        return rank
+
     @model_validator(mode="after")
     def _consistent(self) -> ServiceSettings:
         if self.engine == "url" and not self.engine_url:
@@ -93,6 +111,11 @@ class ServiceSettings(BaseSettings):
             raise ValueError("the url engine needs UMI_MODEL or UMI_TOKENIZER to count tokens")
         if self.swap_strategy == "in_place" and not (self.engine in ("vllm", "auto") and self.enable_sleep_mode):
             raise ValueError("UMI_SWAP_STRATEGY=in_place needs the vllm engine and UMI_ENABLE_SLEEP_MODE=true")
+        if self.swap_strategy == "in_place" and self.enable_lora:
+            raise ValueError(
+                "UMI_SWAP_STRATEGY=in_place does not work with UMI_ENABLE_LORA=true: vLLM's weight reload fails "
+                "with LoRA enabled (vLLM #39934)"
+            )
         try:
             shlex.split(self.engine_args)
             shlex.split(self.engine_command or "")

@@ -34,7 +34,7 @@ from contextlib import asynccontextmanager, contextmanager
 
 from pydantic import BaseModel
 
-from umi.engines import Engine, EngineState, EngineUnavailable
+from umi.engines import Engine, EngineConfigError, EngineState, EngineUnavailable
 from umi.roleapi import ModelInfo
 from umi.service.deployment import Deployment
 from umi.service.engine_factory import EngineFactory
@@ -100,6 +100,7 @@ class WeightsManager:
         self.history: list[WeightsRef] = []  # rollback stack: the weights that served before
         self.progress: SwapProgress | None = None
         self.last_swap: SwapReport | None = None
+        self.failure: str | None = None  # why the first engine can never start (a usage error): no retries
         self._lock = asyncio.Lock()
         self._not_paused = asyncio.Event()
         self._not_paused.set()
@@ -122,7 +123,11 @@ class WeightsManager:
         self.fitter = await self.load_fitter(self.settings.tokenizer or weights.path, weights.path)
 
     async def run(self) -> None:
-        """Start the first engine, retrying with backoff until it is up and warmed."""
+        """Start the first engine, retrying with backoff until it is up and warmed.
+
+        An engine that refuses its command line (:class:`EngineConfigError`) is not retried: the
+        reason is kept in :attr:`failure`, and requests get 503 with it.
+        """
         assert self.fitter is not None, "load_first_tokenizer() first"
         weights = self.initial_weights()
         delay = self.settings.restart_backoff_s or 1.0
@@ -132,6 +137,11 @@ class WeightsManager:
             try:
                 await engine.start()
                 await self.warm_up(deployment)
+            except EngineConfigError as exc:
+                log.error("%s: the engine cannot start with these settings; not retrying: %s", self.role, exc)
+                self.failure = str(exc)
+                await self.stop_engine(engine)
+                return
             except Exception as exc:  # noqa: BLE001 - keep trying; /ready says 503 meanwhile
                 log.error("%s: the engine did not start: %s; retrying in %.0fs", self.role, exc, delay)
                 await self.stop_engine(engine)
@@ -169,7 +179,7 @@ class WeightsManager:
 
     def state(self) -> str:
         if self.current is None:
-            return EngineState.STARTING.value
+            return "failed" if self.failure else EngineState.STARTING.value
         if self.paused:
             return "paused"
         return self.current.engine.state.value
@@ -190,7 +200,7 @@ class WeightsManager:
                 raise EngineUnavailable("the weights are being replaced in place", self.retry_after_s()) from None
         deployment = self.current
         if deployment is None:
-            raise EngineUnavailable("the engine is starting", self.retry_after_s())
+            raise EngineUnavailable(self.failure or "the engine is starting", self.retry_after_s())
         deployment.engine.check_ready()
         deployment.enter()
         self.metrics.in_flight.labels(self.role).inc()

@@ -34,6 +34,7 @@ def test_a_new_chat_is_running_leased_with_token_1_and_reads_back_typed(run_with
         assert (chat.status, chat.next_index, chat.owner, chat.lease_owner) == ("running", 0, "o1", "proc-a")
         assert chat.request.query == "hello" and chat.metadata == {"team": "a"}
         assert chat.steps == [] and chat.answer is None and chat.error is None and chat.pending == []
+        assert chat.interruptions == 0
         assert chat.to_doc().status == "running" and chat.to_doc().metadata == {"team": "a"}
         assert await store.load("nope") is None
 
@@ -63,6 +64,11 @@ def test_a_process_whose_lease_was_taken_cannot_write(run_with_store, backend: B
         assert next_index == 1 and at == pytest.approx(time.time(), abs=60)
         chat = await store.load("c1")
         assert chat is not None and [s.index for s in chat.steps] == [0] and chat.lease_owner == "proc-b"
+        assert chat.interruptions == 1  # each takeover is counted (poison chats end failed)
+        await backend.elapse(0.15)
+        assert await store.claim_expired("proc-c", 10) == [("c1", 3)]
+        again = await store.load("c1")
+        assert again is not None and again.interruptions == 2
 
     run_with_store(body, lease_ttl_s=0.1)
 

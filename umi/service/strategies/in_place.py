@@ -1,5 +1,5 @@
 """in_place: full weights on one engine with the :class:`~umi.engines.InPlaceReload` capability
-(vLLM with UMI_ENABLE_SLEEP_MODE=true; no room for two copies).
+(vLLM with UMI_ENABLE_SLEEP_MODE=true and LoRA off; no room for two copies).
 
 Pause new requests (they queue, they do not fail), drain the ones in flight (if they do not finish
 within the drain timeout: 409 ``drain_timeout``, nothing changed), reload the engine on the new
@@ -26,7 +26,9 @@ def in_place_reload(engine: Engine) -> InPlaceReload:
     if isinstance(engine, InPlaceReload) and engine.supports_in_place:
         return engine
     raise HttpError(
-        422, "in_place_unsupported", "in-place swaps need the vllm engine with UMI_ENABLE_SLEEP_MODE=true", "strategy"
+        422, "in_place_unsupported",
+        "in-place swaps need the vllm engine with UMI_ENABLE_SLEEP_MODE=true and UMI_ENABLE_LORA=false "
+        "(vLLM's weight reload fails with LoRA enabled: vLLM #39934)", "strategy",
     )
 
 
