@@ -21,8 +21,10 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 	@echo "== make setup: done ($(BIN)/umi, $(BIN)/python)"
 
-# A private Redis server for the run (installed with apt-get if missing and root), then pytest.
+# A private Redis server for the run (installed with apt-get if missing and root), Debian's chromium
+# for the viewer's browser test (scripts/ensure-chromium.sh, likewise), then pytest.
 test: setup
+	@scripts/ensure-chromium.sh
 	scripts/with-redis.sh $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # docker-compose.yml's CPU stack for real (docs/compose.md): Debian's Docker engine and compose

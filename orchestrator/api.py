@@ -6,6 +6,7 @@
     GET    /chat/{chat_id}/events         SSE of the chat's steps; resumable with Last-Event-ID
     DELETE /chat/{chat_id}
     GET    /health  /ready  /metrics
+    GET    /ui ...                        the trajectory viewer and its data (orchestrator.ui)
 
 Every non-2xx answer is ``{"error": {"type", "message", "field"}}`` (``umi.http_errors``; field
 paths like ``tools[0].function.name``); OpenAPI declares each route's error statuses. A chat id
@@ -48,8 +49,10 @@ from orchestrator.settings import Settings
 from orchestrator.store import ChatStore, RedisChatStore, StoreUnavailable, connect
 from orchestrator.supervisor import Supervisor, process_owner
 from orchestrator.tools import LOOP_GUARD_HEADER, StackEndpoints, ToolRunner, stack_urls
+from orchestrator.ui import ui_router
 from umi.http_errors import PROMETHEUS_TEXT, ASGIApp, BodyLimit, HttpError, error_body, error_responses, install_error_handlers
 from umi.sse import MEDIA_TYPE, encode_event
+from umi.tracing import configure_tracing
 
 log = logging.getLogger("umi.orchestrator")
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -249,6 +252,7 @@ def create_app(
             raise HttpError(401, "unauthorized", "GET /metrics needs the admin token (UMI_ADMIN_TOKEN)")
         return Response(generate_latest(orch(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    app.include_router(ui_router(orch, principal))  # the trajectory viewer, /ui (orchestrator.ui)
     return app
 
 
@@ -257,4 +261,5 @@ def create_worker_app() -> FastAPI:
     """The app of one worker process of ``umi serve orchestrator --workers N``."""
     settings = Settings()
     configure(settings.log_level)
+    configure_tracing("umi-orchestrator")
     return create_app(settings)

@@ -110,7 +110,14 @@ class Settings(BaseSettings):
     tool_timeout_s: float = Field(default=30.0, gt=0, description="tool timeout when the endpoint gives no timeout_s")
     tool_max_response_bytes: int = Field(default=1_048_576, ge=1, description="most bytes read from a tool's answer")
 
-    log_level: str = Field(default="INFO", description="JSON logs on stderr, one object per line, with chat_id and step")
+    log_level: str = Field(
+        default="INFO", description="JSON logs on stderr, one object per line, with chat_id, step, trace_id and span_id"
+    )
+    trace_url: str = Field(
+        default="",
+        description="the viewer (/ui) links each chat to its trace: a URL with {trace_id} "
+        "(Jaeger: http://jaeger:16686/trace/{trace_id}); empty: no link. Traces are configured by OTEL_* variables",
+    )
 
     @field_validator("backbone_url", "admin_token", "redis_write_retry_s", mode="before")
     @classmethod

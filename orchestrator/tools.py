@@ -57,6 +57,7 @@ from orchestrator.roles import KEEPALIVE_S
 from orchestrator.settings import Allowlist, Settings
 from orchestrator.store.redis_store import redis_node_urls
 from umi.format.observations import cut_observation, error_observation
+from umi.tracing import inject
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Awaitable[list[str]]]
@@ -347,6 +348,7 @@ class ToolRunner:
         headers = {k: v for k, v in endpoint.headers.items() if k.lower() not in _DROPPED_HEADERS}
         headers["Idempotency-Key"] = idempotency_key
         headers[LOOP_GUARD_HEADER] = idempotency_key
+        inject(headers)  # the tool's span continues in the tool (W3C traceparent)
         options: dict[str, Any] = {"headers": headers, "allow_redirects": False}
         if endpoint.method == "GET":
             options["params"] = _query_params(arguments)

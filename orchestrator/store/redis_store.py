@@ -9,9 +9,14 @@ Keys (``P`` is ``UMI_KEY_PREFIX``):
                                  pending, next_index, lease_token, lease_owner, lease_until,
                                  create_id, interruptions,
                                  model:<role>, tool:<step> (tool-call idempotency record),
-                                 last_write, created_at, updated_at
+                                 last_write, created_at, updated_at, query, trace
     P chat:<id>:steps    stream  one entry per step, id ``<index>-1``, field ``s`` = the step JSON
     P running            zset    running chats by lease expiry (ms, Redis clock): the sweeper's index
+    P index              zset    every chat by creation time (ms): the listing index
+    P index:owner:<o>    zset    the chats of one owner (API-key fingerprint) by creation time
+
+The listing indexes are trimmed when a chat is created (entries older than the TTL go, and each
+index expires with the TTL) and when a listing meets a chat that was forgotten.
 
 Every change is one Lua script, so a step, the chat fields that go with it and the lease
 extension are written together or not at all. A write carries the writer's fencing token and
@@ -56,7 +61,10 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from orchestrator.metrics import Metrics
 from orchestrator.models import ChatError, PendingToolCall, Step
 from orchestrator.store.base import (
+    LIST_LIMIT_MAX,
     ChatGone,
+    ChatPage,
+    ChatSummary,
     ChatUpdate,
     ClaimedChat,
     Created,
@@ -68,6 +76,7 @@ from orchestrator.store.base import (
     StoreUnavailable,
     StoredChat,
     metadata_json,
+    summary_matches,
 )
 
 T = TypeVar("T")
@@ -112,7 +121,7 @@ local function keep_for(ttl)
 end
 """
 
-# KEYS: chat, steps, running. ARGV: chat_id, owner, lease_ms, ttl_s, create_id, field pairs...
+# KEYS: chat, steps, running, index, owner index. ARGV: chat_id, owner, lease_ms, ttl_s, create_id, field pairs...
 # A create retried after a lost reply (same create_id) is recognised as this caller's.
 _CREATE = _NOW + _WRITE_STEPS + """
 if redis.call('EXISTS', KEYS[1]) == 1 then
@@ -124,6 +133,12 @@ redis.call('HSET', KEYS[1], 'status', 'running', 'next_index', 0, 'lease_token',
            'created_at', now, 'updated_at', now, unpack(ARGV, 6))
 hold_lease(ARGV[1], ARGV[2], tonumber(ARGV[3]))
 keep_for(ARGV[4])
+local oldest = now - tonumber(ARGV[4]) * 1000
+for i = 4, 5 do
+  redis.call('ZADD', KEYS[i], now, ARGV[1])
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', '(' .. oldest)
+  redis.call('EXPIRE', KEYS[i], ARGV[4])
+end
 return {1, 1, now}
 """
 
@@ -310,7 +325,8 @@ def _check(reply: Sequence[Any]) -> Sequence[Any]:
 
 def _new_chat_args(chat: NewChat) -> list[Any]:
     return ["request", chat.request.model_dump_json(), "fingerprint", chat.fingerprint,
-            "metadata", metadata_json(chat.request), "owner", chat.owner]  # fmt: skip
+            "metadata", metadata_json(chat.request), "owner", chat.owner, "query", chat.request.query,
+            "trace", chat.trace]  # fmt: skip
 
 
 def _update_args(update: ChatUpdate | None) -> list[Any]:
@@ -352,7 +368,26 @@ def _stored(chat_id: str, fields: Mapping[str, str], steps: list[Step]) -> Store
         created_at=int(fields.get("created_at", "0")) / 1000,
         updated_at=int(fields.get("updated_at", "0")) / 1000,
         steps=steps,
+        trace=fields.get("trace", ""),
     )
+
+
+_MODEL_ROLES = ("planner", "caller", "summarizer", "backbone")
+_SUMMARY_FIELDS = ["status", "query", "next_index", "created_at", "updated_at", "error", *(f"model:{r}" for r in _MODEL_ROLES)]
+_LIST_CHUNK = 100
+
+
+def _summary(chat_id: str, row: Sequence[str | None]) -> ChatSummary | None:
+    """A listing line from the ``_SUMMARY_FIELDS`` of a chat's hash; None when it is gone."""
+    status, query, next_index, created_at, updated_at, error, *models = row
+    if status is None:
+        return None
+    return ChatSummary(
+        chat_id=chat_id, status=status, query=query or "", steps=int(next_index or 0),
+        models={role: v for role, v in zip(_MODEL_ROLES, models, strict=True) if v is not None},
+        created_at=int(created_at or 0) / 1000, updated_at=int(updated_at or 0) / 1000,
+        error_type=None if error is None else ChatError.model_validate_json(error).type,
+    )  # fmt: skip
 
 
 def _steps_args(steps: Sequence[Step]) -> list[str]:
@@ -447,6 +482,7 @@ class RedisChatStore:
         self.lease_ms = max(1, int(lease_ttl_s * 1000))
         self.metrics = metrics
         self.running_key = f"{prefix}running"
+        self.index_key = f"{prefix}index"
         self._create = client.register_script(_CREATE)
         self._append = client.register_script(_APPEND)
         self._resume = client.register_script(_RESUME)
@@ -459,6 +495,9 @@ class RedisChatStore:
 
     def steps_key(self, chat_id: str) -> str:
         return f"{self.prefix}chat:{chat_id}:steps"
+
+    def owner_index_key(self, owner: str) -> str:
+        return f"{self.prefix}index:owner:{owner}"
 
     def _keys(self, chat_id: str) -> list[str]:
         return [self.chat_key(chat_id), self.steps_key(chat_id), self.running_key]
@@ -483,7 +522,8 @@ class RedisChatStore:
 
     async def create(self, chat_id: str, lease_owner: str, chat: NewChat) -> Created:
         args = [chat_id, lease_owner, self.lease_ms, self.ttl_s, uuid.uuid4().hex, *_new_chat_args(chat)]
-        reply = await self._op("create", lambda: self.pipeline.call(self._create, self._keys(chat_id), args), True)
+        keys = [*self._keys(chat_id), self.index_key, self.owner_index_key(chat.owner)]
+        reply = await self._op("create", lambda: self.pipeline.call(self._create, keys, args), True)
         if int(reply[0]) == 0:
             return Created(created=False, fingerprint=str(reply[1]), owner=str(reply[2]))
         return Created(created=True, token=int(reply[1]), at=int(reply[2]) / 1000)
@@ -551,6 +591,37 @@ class RedisChatStore:
         start = f"{after}-1" if after >= 0 else "0-0"
         reply = await self._op("wait", lambda: self.blocking.xread({self.steps_key(chat_id): start}, block=block_ms))
         return _parse_steps(reply[0][1]) if reply else []
+
+    async def list_chats(
+        self, owner: str | None, *, status: str | None = None, text: str | None = None, offset: int = 0, limit: int = 50
+    ) -> ChatPage:
+        """Walks the index newest first, ``_LIST_CHUNK`` chats a round trip, until the page is full."""
+        offset, limit = max(0, offset), max(0, min(limit, LIST_LIMIT_MAX))
+        key = self.index_key if owner is None else self.owner_index_key(owner)
+        matches: list[ChatSummary] = []
+        gone: list[str] = []
+        start = 0
+        while len(matches) <= offset + limit:
+            ids = await self._op("list", lambda: self.redis.zrevrange(key, start, start + _LIST_CHUNK - 1))
+            if not ids:
+                break
+
+            async def rows(ids: list[str] = ids) -> list[Any]:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for chat_id in ids:
+                        pipe.hmget(self.chat_key(chat_id), _SUMMARY_FIELDS)
+                    return await pipe.execute()
+
+            for chat_id, row in zip(ids, await self._op("list", rows), strict=True):
+                summary = _summary(chat_id, row)
+                if summary is None:
+                    gone.append(chat_id)
+                elif summary_matches(summary, status, text):
+                    matches.append(summary)
+            start += len(ids)
+        if gone:  # forgotten chats leave the indexes (the owner's index is trimmed when it is listed)
+            await self._op("list", lambda: self.redis.zrem(key, *gone))
+        return ChatPage(chats=matches[offset : offset + limit], more=len(matches) > offset + limit)
 
     async def ping(self) -> bool:
         return bool(await self._op("ping", self.redis.ping))
