@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: setup test clean models
+.PHONY: setup test clean models compose-test
 
 setup: $(STAMP)
 
@@ -21,9 +21,18 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 	@echo "== make setup: done ($(BIN)/umi, $(BIN)/python)"
 
-# A private Redis server for the run (installed with apt-get if missing and root), then pytest.
+# A private Redis server for the run (installed with apt-get if missing and root), Debian's chromium
+# for the viewer's browser test (scripts/ensure-chromium.sh, likewise), then pytest.
 test: setup
+	@scripts/ensure-chromium.sh
 	scripts/with-redis.sh $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# docker-compose.yml's CPU stack for real (docs/compose.md): Debian's Docker engine and compose
+# (apt-get as root if missing), a private dockerd, a base image from Debian packages and a
+# wheelhouse (cached in UMI_CACHE_DIR, default /var/cache/umi-serve), `up --build`, chats, a swap
+# under load, `down -v`. CI runs it after `make test`. Skipped (exit 0) without root, except in CI.
+compose-test: setup
+	scripts/compose-test.sh
 
 # The demo's tiny role models (recipes/demo.toml): corpus from its seed, then GLPFT, then their
 # held-out quality. The built models ship in models/demo; models whose inputs did not change are

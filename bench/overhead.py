@@ -103,15 +103,15 @@ class FakeProtocol(asyncio.Protocol):
             self.transport.write(head.encode() + payload)
 
 
-def serve_fakes(port: int, delay: float, tool_delay: float) -> None:
+def serve_fakes(port: int, tool_port: int, delay: float, tool_delay: float) -> None:
     """The fakes on ``port`` and, for the tool (the orchestrator refuses tool calls to its role
-    services' port), on ``port + 1`` too."""
+    services' port), on ``tool_port`` too."""
     FakeProtocol.payloads, FakeProtocol.delay, FakeProtocol.tool_delay = _payloads(), delay, tool_delay
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
         server = await loop.create_server(FakeProtocol, "127.0.0.1", port, backlog=4096)
-        tools = await loop.create_server(FakeProtocol, "127.0.0.1", port + 1, backlog=4096)
+        tools = await loop.create_server(FakeProtocol, "127.0.0.1", tool_port, backlog=4096)
         async with server, tools:
             await asyncio.gather(server.serve_forever(), tools.serve_forever())
 
@@ -119,12 +119,6 @@ def serve_fakes(port: int, delay: float, tool_delay: float) -> None:
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def tool_url_of(fakes_url: str) -> str:
-    """The fake tool: the fakes' second port (``serve_fakes``)."""
-    base, port = fakes_url.rsplit(":", 1)
-    return f"{base}:{int(port) + 1}/tool"
 
 
 def free_port() -> int:
@@ -266,8 +260,9 @@ class Orchestrator:
         self.log.close()
 
 
-async def measure(args: argparse.Namespace, orchs: list[Orchestrator], fakes: str, redis_url: str) -> dict[str, Any]:
-    tool_url = tool_url_of(fakes)
+async def measure(
+    args: argparse.Namespace, orchs: list[Orchestrator], fakes: str, tool_url: str, redis_url: str
+) -> dict[str, Any]:
     results: dict[str, Any] = {"levels": {}}
     rc = redis.Redis.from_url(redis_url)
     round_trips = "umi_orchestrator_redis_round_trips_total"
@@ -352,24 +347,25 @@ def main() -> None:
         "--workers", type=int, nargs="+", default=[1, 2],
         help="orchestrator configurations to measure: worker processes each (default: 1 2)",
     )  # fmt: skip
-    parser.add_argument("--serve-fakes", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--serve-fakes", type=int, nargs=2, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_fakes is not None:
-        return serve_fakes(args.serve_fakes, args.delay, args.tool_delay)
+        return serve_fakes(*args.serve_fakes, args.delay, args.tool_delay)
 
     redis_url, redis_proc, redis_dir = start_redis()
-    fakes_url = f"http://127.0.0.1:{free_port()}"
+    fakes_url, tool_port = f"http://127.0.0.1:{free_port()}", free_port()
+    tool_url = f"http://127.0.0.1:{tool_port}/tool"
     log_dir = ROOT / "bench" / "results"
     log_dir.mkdir(parents=True, exist_ok=True)
     fakes: subprocess.Popen[bytes] | None = None
     orchs: list[Orchestrator] = []
     try:
-        fakes = subprocess.Popen([sys.executable, __file__, "--serve-fakes", fakes_url.rsplit(":", 1)[1],
+        fakes = subprocess.Popen([sys.executable, __file__, "--serve-fakes", fakes_url.rsplit(":", 1)[1], str(tool_port),
                                   "--delay", str(args.delay), "--tool-delay", str(args.tool_delay)])  # fmt: skip
-        wait_http(tool_url_of(fakes_url), fakes, "the fake role services")
+        wait_http(tool_url, fakes, "the fake role services")
         for workers in args.workers:
             orchs.append(Orchestrator(workers, redis_url, fakes_url, log_dir))
-        results = run(measure(args, orchs, fakes_url, redis_url))
+        results = run(measure(args, orchs, fakes_url, tool_url, redis_url))
     finally:
         for orch in orchs:
             orch.stop()

@@ -35,10 +35,12 @@ def serve(argv: Sequence[str] = ()) -> None:
     from orchestrator.api import create_app
     from orchestrator.logs import configure
     from umi.settings_cli import parse_or_exit
+    from umi.tracing import configure_tracing
 
     parser = serve_parser()
     args, settings = parse_or_exit(parser, argv)
     configure(settings.log_level)
+    configure_tracing("umi-orchestrator")  # OTEL_* variables; off unless they ask (umi.tracing)
     common = {
         "host": args.host, "port": args.port, "log_config": None, "log_level": settings.log_level.lower(),
         "access_log": False, "timeout_graceful_shutdown": 5,

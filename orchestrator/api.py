@@ -8,6 +8,7 @@
     GET    /health  /ready  /metrics
     GET    /v1/models   POST /v1/chat/completions   the agent behind OpenAI's API (orchestrator.openai_api)
     POST   /v1/responses   GET /v1/responses/{id}   OpenAI's Responses API (orchestrator.openai_responses)
+    GET    /ui ...                        the trajectory viewer and its data (orchestrator.ui)
 
 Every non-2xx answer is ``{"error": {"type", "message", "field"}}`` (on ``/v1/*``: OpenAI's
 ``{"error": {"message", "type", "param", "code"}}``) (``umi.http_errors``; field
@@ -53,9 +54,11 @@ from orchestrator.supervisor import Supervisor, process_owner
 from orchestrator.tools import LOOP_GUARD_HEADER, StackEndpoints, ToolRunner, stack_urls
 from orchestrator.openai_api import openai_router
 from orchestrator.openai_responses import responses_router
+from orchestrator.ui import ui_router
 from umi.http_errors import PROMETHEUS_TEXT, ASGIApp, BodyLimit, HttpError, error_body, error_responses, install_error_handlers
 from umi.http_errors import openai_error_response
 from umi.sse import MEDIA_TYPE, encode_event
+from umi.tracing import configure_tracing
 
 log = logging.getLogger("umi.orchestrator")
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -79,7 +82,10 @@ def redis_store(settings: Settings, metrics: Metrics) -> RedisChatStore:
     """The production chat store: Redis at ``UMI_REDIS_URL``, with a second pool for SSE followers."""
     redis = connect(settings.redis_url, settings.redis_timeout_s, settings.redis_max_connections)
     blocking = connect(settings.redis_url, settings.redis_timeout_s + FOLLOW_POLL_S, settings.redis_max_connections)
-    return RedisChatStore(redis, settings.key_prefix, settings.chat_ttl_s, settings.lease_ttl_s, metrics, blocking=blocking)
+    return RedisChatStore(
+        redis, settings.key_prefix, settings.chat_ttl_s, settings.lease_ttl_s, metrics, blocking=blocking,
+        wait_replicas=settings.redis_wait_replicas, wait_timeout_ms=settings.redis_wait_timeout_ms,
+    )  # fmt: skip
 
 
 class Orchestrator:
@@ -256,6 +262,7 @@ def create_app(
             raise HttpError(401, "unauthorized", "GET /metrics needs the admin token (UMI_ADMIN_TOKEN)")
         return Response(generate_latest(orch(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    app.include_router(ui_router(orch, principal))  # the trajectory viewer, /ui (orchestrator.ui)
     return app
 
 
@@ -264,4 +271,5 @@ def create_worker_app() -> FastAPI:
     """The app of one worker process of ``umi serve orchestrator --workers N``."""
     settings = Settings()
     configure(settings.log_level)
+    configure_tracing("umi-orchestrator")
     return create_app(settings)

@@ -18,6 +18,7 @@ from orchestrator.settings import Settings
 from orchestrator.state import ChatState, observation_step
 from orchestrator.store import ChatStore, IndexConflict, NewChat, NotInStatus, StoredChat
 from orchestrator.supervisor import Supervisor
+from orchestrator.tracing import begin_chat
 from umi.format.observations import cut_observation
 from umi.http_errors import HttpError
 
@@ -109,10 +110,11 @@ class Chats:
         # A chat_id from the client may exist: it is created first, and no model is asked twice.
         token: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         state = ChatState(chat_id=chat_id, request=stored)
+        begin_chat(state)  # the chat's trace: its context is stored with the chat
         run = self.supervisor.start(state, token) if request.chat_id is None else None
         try:
             created = await self.store.create(
-                chat_id, self.supervisor.owner, NewChat(request=stored, fingerprint=fingerprint, owner=who.owner)
+                chat_id, self.supervisor.owner, NewChat(request=stored, fingerprint=fingerprint, owner=who.owner, trace=state.trace)
             )
             if not created.created:
                 if created.owner != who.owner and not who.admin:
@@ -225,6 +227,7 @@ class Chats:
             self.metrics.steps.labels("observation").inc()
             self.hub.publish(chat_id, "step", step)
         state = ChatState.from_stored(chat)
+        state.resumed = "the client's tool outputs"
         state.add(steps)
         state.status, state.pending = "running", []
         self.supervisor.start(state, token)

@@ -15,6 +15,7 @@ import logging
 import time
 from typing import Protocol
 
+from orchestrator import tracing
 from orchestrator.events import EventHub
 from orchestrator.logs import bind
 from orchestrator.metrics import Metrics
@@ -38,6 +39,7 @@ from umi.format.tools import HALLUCINATED_NAME
 from umi.format.turns import caller_turn_content
 from umi.roleapi import CallResponse, ModelInfo, PromptFit
 from umi.roleapi import Usage as RoleUsage
+from umi.tracing import record_error as trace_error
 
 log = logging.getLogger("umi.orchestrator")
 
@@ -75,9 +77,27 @@ class ChatLoop:
         writer = self._writer(state, token)
         bind(chat_id=state.chat_id)
         try:
-            while state.status == "running":
-                bind(step=state.next_index)
-                action = next_action(state)
+            with tracing.run(state):
+                await self._advance(writer)
+        except Detached as exc:
+            log.warning("chat detached from this process: %s", exc)
+            raise
+        except Exception:
+            # A crash: what was done is written before the chat restarts (a tool's observation
+            # written behind must not be lost, or an idempotent tool would run again).
+            with contextlib.suppress(Exception):
+                await writer.flush()
+            raise
+        finally:
+            writer.cancel()
+        return state.doc()
+
+    async def _advance(self, writer: StepWriter) -> None:
+        state = writer.state
+        while state.status == "running":
+            bind(step=state.next_index)
+            action = next_action(state)
+            with tracing.step(state, action, self.settings.single_model) as span:
                 try:
                     if action == "plan":
                         await (self._backbone_step(writer) if self.settings.single_model else self._plan(writer))
@@ -91,21 +111,10 @@ class ChatLoop:
                         await writer.write([], ChatUpdate(status="max_steps"))
                 except RoleError as exc:
                     log.warning("role service failed: %s", exc, extra={"role": exc.role})
+                    trace_error(span, "role_service", exc.message, exc)
                     error = ChatError(type="role_service", message=exc.message, role=exc.role, status_code=exc.status_code)
                     state.error = error
                     await writer.write([], ChatUpdate(status="failed", error=error))
-        except Detached as exc:
-            log.warning("chat detached from this process: %s", exc)
-            raise
-        except Exception:
-            # A crash: what was done is written before the chat restarts (a tool's observation
-            # written behind must not be lost, or an idempotent tool would run again).
-            with contextlib.suppress(Exception):
-                await writer.flush()
-            raise
-        finally:
-            writer.cancel()
-        return state.doc()
 
     def _writer(self, state: ChatState, token: int | asyncio.Future[int]) -> StepWriter:
         return StepWriter(
@@ -263,7 +272,10 @@ class ChatLoop:
             return
         if resumed:
             log.info("re-executing the interrupted call of step %d (endpoint marked idempotent)", caller.index)
-        result = await self.tools.run(tool, caller.arguments, idempotency_key(state.chat_id, caller.index))
+        with tracing.tool_call(state, tool, caller) as span:
+            result = await self.tools.run(tool, caller.arguments, idempotency_key(state.chat_id, caller.index))
+            if result.error is not None:
+                trace_error(span, result.error)
         latency = (time.perf_counter() - t0) * 1000
         observation = observation_step(caller, result.content, result.error, started_at, latency)
         await writer.write([observation], ChatUpdate(tool_calls={caller.index: "finished"}), behind=True)

@@ -25,6 +25,7 @@ from orchestrator.metrics import Metrics
 from orchestrator.settings import Settings
 from umi.roleapi import BackboneResponse, CallResponse, PlanResponse, SummarizeResponse
 from umi.sse import iter_events
+from umi.tracing import with_trace
 
 R = TypeVar("R", bound=BaseModel)
 Role = Literal["planner", "caller", "summarizer", "backbone"]
@@ -194,7 +195,7 @@ class HttpRoleClient:
 
     async def _attempt(self, role: str, model: type[R], body: bytes, on_token: TokenSink | None, attempt: int) -> R:
         try:
-            async with self.session.post(self.urls[role], data=body, headers=_JSON) as response:
+            async with self.session.post(self.urls[role], data=body, headers=with_trace(_JSON)) as response:
                 if on_token is None or response.status != 200 or response.content_type != "text/event-stream":
                     data = await response.read()
                     self._raise_for_status(role, response.status, data, response.headers)

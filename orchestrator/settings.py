@@ -31,7 +31,9 @@ class Settings(BaseSettings):
 
     # --- where things are
     redis_url: str = Field(
-        default="redis://127.0.0.1:6379/0", description="the Redis that holds every chat (run it with AOF: --appendonly yes)"
+        default="redis://127.0.0.1:6379/0",
+        description="the Redis that holds every chat (run it with AOF: --appendonly yes); "
+        "redis+sentinel://[:password@]host:port[,host:port...]/service_name[/db] asks those Sentinels for the primary",
     )
     planner_url: str = Field(default="http://planner:8000", description="base URL of the planner service (POST /v1/plan)")
     caller_url: str = Field(default="http://caller:8000", description="base URL of the caller service (POST /v1/call)")
@@ -81,6 +83,15 @@ class Settings(BaseSettings):
     redis_max_connections: int = Field(
         default=256, ge=2, description="Redis connections per pool (one for writes and reads, one for SSE followers)"
     )
+    redis_wait_replicas: int = Field(
+        default=0, ge=0,
+        description="a write (a step before its tool call runs, a status) is acknowledged only once this many replicas "
+        "have it (Redis WAIT), so a failover cannot lose it; 0: no wait (a Redis without replicas)",
+    )
+    redis_wait_timeout_ms: int = Field(
+        default=1000, ge=1,
+        description="how long WAIT waits for the replicas; fewer in time: the write is retried like an unavailable Redis",
+    )
     redis_write_retry_s: float | None = Field(
         default=None,
         description="how long a step write is retried while Redis is unreachable before the process lets the chat go "
@@ -120,7 +131,14 @@ class Settings(BaseSettings):
         description="the model name of single-model mode (UMI_BACKBONE_URL set) in /v1/*",
     )
 
-    log_level: str = Field(default="INFO", description="JSON logs on stderr, one object per line, with chat_id and step")
+    log_level: str = Field(
+        default="INFO", description="JSON logs on stderr, one object per line, with chat_id, step, trace_id and span_id"
+    )
+    trace_url: str = Field(
+        default="",
+        description="the viewer (/ui) links each chat to its trace: a URL with {trace_id} "
+        "(Jaeger: http://jaeger:16686/trace/{trace_id}); empty: no link. Traces are configured by OTEL_* variables",
+    )
 
     @field_validator("backbone_url", "admin_token", "redis_write_retry_s", mode="before")
     @classmethod

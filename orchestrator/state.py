@@ -19,7 +19,7 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from orchestrator.models import ChatDoc, ChatError, ChatRequest, PendingToolCall, Step, Tool, chat_usage
 from orchestrator.store import StoredChat
@@ -86,6 +86,12 @@ class ChatState:
     models: dict[str, str] = field(default_factory=dict)
     created_at: float | None = None
     updated_at: float | None = None
+    trace: str = ""
+    """The chat's trace context (W3C traceparent, stored with the chat; "" without tracing)."""
+    resumed: str | None = None
+    """Why this run resumes a chat another run left (its span event says so); None for a new chat."""
+    span: Any = field(default=None, repr=False, compare=False)
+    """The run span ``orchestrator.tracing.begin_chat`` opened for the first run, until it starts."""
 
     def __post_init__(self) -> None:
         self.tools_json = json.dumps([t.role_dict() for t in self.request.tools], separators=(",", ":"))
@@ -114,7 +120,7 @@ class ChatState:
         return cls(
             chat_id=chat.chat_id, request=chat.request, steps=list(chat.steps), status=chat.status,
             answer=chat.answer, error=chat.error, pending=list(chat.pending), models=dict(chat.models),
-            created_at=chat.created_at, updated_at=chat.updated_at,
+            created_at=chat.created_at, updated_at=chat.updated_at, trace=chat.trace,
         )  # fmt: skip
 
     @property

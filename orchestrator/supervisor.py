@@ -144,6 +144,10 @@ class Supervisor:
         if claimed:
             self.metrics.chats_resumed.inc()
         log.info("resuming chat at step %d", chat.next_index, extra={"chat_id": chat_id, "step": chat.next_index})
+        state.resumed = (
+            "lease expired: the process running the chat stopped or lost Redis" if claimed
+            else "the chat's loop crashed in this process: restarted from its last written step"
+        )  # fmt: skip
         self.start(state, token)
 
     # ------------------------------------------------------------ background

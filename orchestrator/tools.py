@@ -58,7 +58,9 @@ from orchestrator.metrics import Metrics
 from orchestrator.models import Tool
 from orchestrator.roles import KEEPALIVE_S
 from orchestrator.settings import Allowlist, Settings
+from orchestrator.store.redis_store import redis_node_urls
 from umi.format.observations import cut_observation, error_observation
+from umi.tracing import inject
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Awaitable[list[str]]]
@@ -142,7 +144,7 @@ def _host_port(url: str) -> tuple[str, int] | None:
 
 def stack_urls(settings: Settings) -> list[str]:
     """Redis and the role services of ``settings``: endpoints no tool call may reach."""
-    urls = [settings.redis_url, settings.planner_url, settings.caller_url, settings.summarizer_url]
+    urls = [*redis_node_urls(settings.redis_url), settings.planner_url, settings.caller_url, settings.summarizer_url]
     return urls + ([settings.backbone_url] if settings.backbone_url else [])
 
 
@@ -355,6 +357,7 @@ class ToolRunner:
         headers = {k: v for k, v in endpoint.headers.items() if k.lower() not in _DROPPED_HEADERS}
         headers["Idempotency-Key"] = idempotency_key
         headers[LOOP_GUARD_HEADER] = idempotency_key
+        inject(headers)  # the tool's span continues in the tool (W3C traceparent)
         options: dict[str, Any] = {"headers": headers, "allow_redirects": False}
         if endpoint.method == "GET":
             options["params"] = _query_params(arguments)

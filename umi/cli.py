@@ -7,6 +7,7 @@
     umi train   --recipe FILE --out DIR     GLPFT training
     umi demo    corpus | quality            the demo's synthetic corpus and model quality
     umi config-docs                         docs/configuration.md, from the settings classes
+    umi chat    list | show ID              chats of an orchestrator in the terminal (umi.chat_cli)
 
 Bad input exits 2 with one line that names the file, the trajectory and the field.
 """
@@ -20,6 +21,7 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
+from umi.chat_cli import ChatCliError, add_chat_parser
 from umi.demo.cli import add_demo_parser
 from umi.eval.cli import USER_ERRORS as EVAL_USER_ERRORS
 from umi.eval.cli import add_eval_parser
@@ -151,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_eval_parser(sub)
     add_train_parser(sub)
     add_demo_parser(sub)
+    add_chat_parser(sub)
     return parser
 
 
@@ -161,6 +164,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (TrajectoryFileError, UsageError, *EVAL_USER_ERRORS, *TRAIN_USER_ERRORS) as exc:
         print(f"umi: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except ChatCliError as exc:
+        print(f"umi: error: {exc}", file=sys.stderr)
+        return 1
     except BrokenPipeError:
         return 0
 

@@ -6,8 +6,11 @@
 """
 
 from orchestrator.store.base import (
+    LIST_LIMIT_MAX,
     ChatGone,
+    ChatPage,
     ChatStore,
+    ChatSummary,
     ChatUpdate,
     ClaimedChat,
     Created,
@@ -25,7 +28,7 @@ from orchestrator.store.memory import InMemoryChatStore
 from orchestrator.store.redis_store import RedisChatStore, connect
 
 __all__ = [
-    "ChatGone", "ChatStore", "ChatUpdate", "ClaimedChat", "Created", "IndexConflict", "InMemoryChatStore", "Lease",
+    "LIST_LIMIT_MAX", "ChatGone", "ChatPage", "ChatStore", "ChatSummary", "ChatUpdate", "ClaimedChat", "Created", "IndexConflict", "InMemoryChatStore", "Lease",
     "LeaseLost", "NewChat", "NotInStatus", "RedisChatStore", "StoreError", "StoreUnavailable", "StoredChat",
     "ToolCallRecord", "connect",
 ]  # fmt: skip

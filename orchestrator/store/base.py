@@ -24,6 +24,14 @@ conformance suite that holds each backend to them):
   ``requires_action`` takes tool outputs (``resume_with_outputs``).
 * **TTL.** A chat and its steps are forgotten ``ttl_s`` after its last write (``ChatGone``).
 * **One clock.** Lease and TTL times are the backend's clock, so processes need no clock sync.
+* **Durable before side effects.** A write that returned is not lost by a failover of the
+  backend: a caller step recording a tool call ``started`` is stored before the tool runs, so
+  the tool never runs twice. ``RedisChatStore`` keeps it with replicas (``WAIT``, set by
+  ``UMI_REDIS_WAIT_REPLICAS``, off without replicas); ``InMemoryChatStore`` has no replicas and
+  no failover, and ignores it.
+* **Listing.** ``list_chats`` lists chats newest first (by creation), per owner (an API key's
+  fingerprint) or all of them, from their creation until they are forgotten (deleted or expired
+  with the TTL): the trajectory viewer's index.
 """
 
 from __future__ import annotations
@@ -85,6 +93,8 @@ class NewChat:
     """``ChatRequest.fingerprint()``: a second create with the same id must match it."""
     owner: str
     """The API-key fingerprint of the creator ("" without API keys): who may see the chat."""
+    trace: str = ""
+    """The chat's trace context (W3C traceparent; "" without tracing): a resumed chat continues it."""
 
 
 @dataclass(frozen=True)
@@ -160,6 +170,8 @@ class StoredChat:
     updated_at: float = 0.0
     """Seconds since the epoch, on the backend's clock."""
     steps: list[Step] = field(default_factory=list)
+    trace: str = ""
+    """``NewChat.trace``."""
 
     @cached_property
     def request(self) -> ChatRequest:
@@ -172,6 +184,46 @@ class StoredChat:
             pending_tool_calls=self.pending, models=self.models, usage=chat_usage(self.steps), error=self.error,
             metadata=self.metadata, created_at=self.created_at, updated_at=self.updated_at,
         )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ChatSummary:
+    """One line of ``list_chats``: what a list of chats shows, read without the steps."""
+
+    chat_id: str
+    status: str
+    query: str
+    steps: int
+    """The number of steps written."""
+    models: dict[str, str]
+    """role -> the weights version that wrote its latest step."""
+    created_at: float
+    updated_at: float
+    """Seconds since the epoch, on the backend's clock (``updated_at - created_at``: the chat's time so far)."""
+    error_type: str | None = None
+
+
+@dataclass(frozen=True)
+class ChatPage:
+    """A page of ``list_chats``; ``more``: chats after this page match too."""
+
+    chats: list[ChatSummary]
+    more: bool
+
+
+LIST_LIMIT_MAX = 200
+"""The largest page ``list_chats`` returns."""
+
+
+def summary_matches(summary: ChatSummary, status: str | None, text: str | None) -> bool:
+    """The listing's filters: the status (exact), and ``text`` as a case-insensitive substring of
+    the query or the chat id."""
+    if status is not None and summary.status != status:
+        return False
+    if text:
+        needle = text.casefold()
+        return needle in summary.query.casefold() or needle in summary.chat_id.casefold()
+    return True
 
 
 def metadata_json(request: ChatRequest) -> str:
@@ -233,6 +285,14 @@ class ChatStore(Protocol):
 
     async def wait_for_steps(self, chat_id: str, after: int, block_ms: int) -> list[Step]:
         """Steps after index ``after``; waits up to ``block_ms`` for the next one if there is none."""
+        ...
+
+    async def list_chats(
+        self, owner: str | None, *, status: str | None = None, text: str | None = None, offset: int = 0, limit: int = 50
+    ) -> ChatPage:
+        """The chats created by ``owner`` (None: every chat), newest first, that match ``status``
+        and ``text`` (``summary_matches``): ``limit`` (at most ``LIST_LIMIT_MAX``) after the first
+        ``offset`` matches. A chat is listed from its creation until it is forgotten."""
         ...
 
     async def ping(self) -> bool:

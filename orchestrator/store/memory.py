@@ -15,7 +15,10 @@ from dataclasses import dataclass, field, replace
 
 from orchestrator.models import Step
 from orchestrator.store.base import (
+    LIST_LIMIT_MAX,
     ChatGone,
+    ChatPage,
+    ChatSummary,
     ChatUpdate,
     ClaimedChat,
     Created,
@@ -25,6 +28,7 @@ from orchestrator.store.base import (
     NewChat,
     NotInStatus,
     StoredChat,
+    summary_matches,
 )
 
 
@@ -91,7 +95,7 @@ class InMemoryChatStore:
         stored = StoredChat(
             chat_id=chat_id, status="running", next_index=0, owner=chat.owner,
             request_json=chat.request.model_dump_json(), metadata=dict(chat.request.metadata),
-            created_at=now, updated_at=now,
+            created_at=now, updated_at=now, trace=chat.trace,
         )  # fmt: skip
         record = _Record(chat=stored, fingerprint=chat.fingerprint, create_id=uuid.uuid4().hex)
         self._hold(record, lease_owner, now)
@@ -221,6 +225,27 @@ class InMemoryChatStore:
         except TimeoutError:
             pass
         return ready()
+
+    async def list_chats(
+        self, owner: str | None, *, status: str | None = None, text: str | None = None, offset: int = 0, limit: int = 50
+    ) -> ChatPage:
+        limit = max(0, min(limit, LIST_LIMIT_MAX))
+        records = [r for chat_id, r in list(self._chats.items()) if self._live(chat_id) is not None]
+        records.sort(key=lambda r: r.chat.created_at, reverse=True)
+        matches = []
+        for record in records:
+            chat = record.chat
+            if owner is not None and chat.owner != owner:
+                continue
+            summary = ChatSummary(
+                chat_id=chat.chat_id, status=chat.status, query=chat.request.query, steps=chat.next_index,
+                models=dict(chat.models), created_at=chat.created_at, updated_at=chat.updated_at,
+                error_type=chat.error.type if chat.error else None,
+            )  # fmt: skip
+            if summary_matches(summary, status, text):
+                matches.append(summary)
+        page = matches[max(0, offset) : max(0, offset) + limit]
+        return ChatPage(chats=page, more=len(matches) > max(0, offset) + limit)
 
     async def ping(self) -> bool:
         return True

@@ -29,6 +29,7 @@ from umi.engines.base import (
     TextDelta,
 )
 from umi.sse import iter_events
+from umi.tracing import inject_httpx
 
 HEALTH_TIMEOUT_S = 5.0
 CONNECT_TIMEOUT_S = 5.0
@@ -76,7 +77,8 @@ class CompletionsClient:
         self.base_url = base_url.rstrip("/")
         self._retry_after = retry_after
         timeout = httpx.Timeout(request_timeout_s, connect=CONNECT_TIMEOUT_S)
-        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout)
+        # The role service's current span travels to the engine (vLLM continues the trace).
+        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout, event_hooks={"request": [inject_httpx]})
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from umi.http_errors import PROMETHEUS_TEXT, BodyLimit, error_body, error_responses
@@ -31,6 +31,7 @@ from umi.service.metrics import CONTENT_TYPE, RequestMetricsMiddleware, ServiceM
 from umi.service.roles import RoleSpec
 from umi.service.settings import ServiceSettings
 from umi.service.swap import WeightsManager
+from umi.service.tracing import render_span
 from umi.sse import MEDIA_TYPE
 
 log = logging.getLogger("umi.service")
@@ -81,14 +82,15 @@ def create_app(spec: RoleSpec, settings: ServiceSettings, factory: EngineFactory
     )
     request_model = spec.request_model
 
-    async def generate(body: request_model) -> Response:  # type: ignore[valid-type]
+    async def generate(body: request_model, request: Request) -> Response:  # type: ignore[valid-type]
         if getattr(body, "stream", False):
-            return StreamingResponse(await runner.open_stream(body), media_type=MEDIA_TYPE)
-        result = await runner.generate(body)
+            return StreamingResponse(await runner.open_stream(body, request.headers), media_type=MEDIA_TYPE)
+        result = await runner.generate(body, request.headers)
         return JSONResponse(result.model_dump(mode="json"))
 
-    async def render(body: request_model) -> RenderResponse:  # type: ignore[valid-type]
-        return runner.render(body)
+    async def render(body: request_model, request: Request) -> RenderResponse:  # type: ignore[valid-type]
+        with render_span(spec.role, request.headers):
+            return runner.render(body)
 
     # The body type is the role's: set it as a real class (this module's annotations are strings).
     generate.__annotations__["body"] = request_model

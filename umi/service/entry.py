@@ -12,11 +12,13 @@ from pathlib import Path
 
 import uvicorn
 
+from umi.logs import configure_json_logs
 from umi.service.app import create_app
 from umi.service.roles import RoleSpec
 from umi.service.settings import ServiceSettings, SettingsProblem
 from umi.service.weights import is_hub_id
 from umi.settings_cli import SettingsParser, parse_or_exit, settings_parser
+from umi.tracing import configure_tracing
 
 DEFAULT_PORT = 8000
 
@@ -36,12 +38,14 @@ def serve_parser(role: str) -> SettingsParser:
 def serve(spec: RoleSpec, argv: Sequence[str] = ()) -> None:
     """Run the role service in the foreground until SIGINT/SIGTERM (engines are stopped on the way out)."""
     args, settings = parse_or_exit(serve_parser(spec.role), argv, check=_check_local_paths)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_json_logs(settings.log_level)  # JSON lines with trace_id and span_id, like the orchestrator's
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per engine call and health probe otherwise
+    configure_tracing(f"umi-{spec.role}")  # OTEL_* variables; off unless they ask (umi.tracing)
     app = create_app(spec, settings)
     uvicorn.run(
-        app, host=args.host, port=args.port, log_level=settings.log_level, timeout_graceful_shutdown=int(settings.drain_timeout_s)
-    )
+        app, host=args.host, port=args.port, log_config=None, log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=int(settings.drain_timeout_s),
+    )  # fmt: skip
 
 
 ServeFunction = Callable[[Sequence[str]], None]

@@ -9,9 +9,10 @@ a plain 503 with Retry-After rather than a stream that fails at once.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack
 
+from opentelemetry.trace import Span
 from pydantic import BaseModel
 
 from umi.engines import Completion, CompletionParams, EngineError, EngineUnavailable, StreamEvent, TextDelta
@@ -25,6 +26,8 @@ from umi.service.metrics import ServiceMetrics
 from umi.service.prompt_fit import FittedPrompt, PromptFitter, PromptParts, PromptTooLong
 from umi.service.roles import ResponseMeta, RoleSpec, prompt_inputs
 from umi.service.settings import ServiceSettings
+from umi import tracing as t
+from umi.service import tracing
 from umi.service.swap import WeightsManager
 from umi.sse import encode_event
 
@@ -85,8 +88,9 @@ class RoleRunner:
 
     # ------------------------------------------------------------ generate
     def _respond(
-        self, request: BaseModel, deployment: Deployment, fitted: FittedPrompt, completion: Completion, started: float
-    ) -> BaseModel:
+        self, request: BaseModel, deployment: Deployment, fitted: FittedPrompt, completion: Completion, started: float,
+        span: Span | None = None,
+    ) -> BaseModel:  # fmt: skip
         prompt_tokens = completion.prompt_tokens if completion.prompt_tokens is not None else fitted.tokens
         completion_tokens = completion.completion_tokens
         if completion_tokens is None:
@@ -99,33 +103,52 @@ class RoleRunner:
             latency_ms=round((time.perf_counter() - started) * 1000, 3),
             fit=fitted.fit,
         )
+        if span is not None and span.is_recording():
+            span.set_attributes({
+                t.REQUEST_MODEL: deployment.weights.name, t.RESPONSE_MODEL: deployment.weights.version,
+                t.INPUT_TOKENS: prompt_tokens, t.OUTPUT_TOKENS: completion_tokens,
+            })  # fmt: skip
         return self.spec.build_response(completion.text, request, meta)
 
-    async def generate(self, request: BaseModel) -> BaseModel:
-        started = time.perf_counter()
-        params = self.params(request)
-        prompt = self.prompt(request)
-        async with self.manager.serving() as deployment:
-            fitted = self.fit(deployment.fitter, prompt, params)
-            completion = await deployment.engine.complete(deployment.served_model, fitted.text, params)
-            return self._respond(request, deployment, fitted, completion, started)
+    async def generate(self, request: BaseModel, headers: Mapping[str, str] | None = None) -> BaseModel:
+        """``headers``: the incoming request's, whose ``traceparent`` the span continues."""
+        span = tracing.start_generation(self.spec.role, headers)
+        with tracing.trace.use_span(span, end_on_exit=True):
+            started = time.perf_counter()
+            params = self.params(request)
+            with tracing.phase("render"):
+                prompt = self.prompt(request)
+            async with self.manager.serving() as deployment:
+                with tracing.phase("prompt_fit"):
+                    fitted = self.fit(deployment.fitter, prompt, params)
+                with tracing.phase("engine"):
+                    completion = await deployment.engine.complete(deployment.served_model, fitted.text, params)
+                with tracing.phase("parse"):
+                    return self._respond(request, deployment, fitted, completion, started, span)
 
-    async def open_stream(self, request: BaseModel) -> AsyncIterator[bytes]:
-        """Start the generation; raise before the first byte when it cannot start."""
+    async def open_stream(self, request: BaseModel, headers: Mapping[str, str] | None = None) -> AsyncIterator[bytes]:
+        """Start the generation; raise before the first byte when it cannot start. The span
+        (``generate``'s) ends with the stream."""
+        span = tracing.start_generation(self.spec.role, headers)
         started = time.perf_counter()
-        params = self.params(request)
-        prompt = self.prompt(request)
         stack = AsyncExitStack()
+        stack.callback(span.end)
         try:
-            deployment = await stack.enter_async_context(self.manager.serving())
-            fitted = self.fit(deployment.fitter, prompt, params)
-            events = deployment.engine.stream(deployment.served_model, fitted.text, params)
-            stack.push_async_callback(events.aclose)  # type: ignore[attr-defined]
-            first = await events.__anext__()
+            with tracing.trace.use_span(span, end_on_exit=False):
+                params = self.params(request)
+                with tracing.phase("render"):
+                    prompt = self.prompt(request)
+                deployment = await stack.enter_async_context(self.manager.serving())
+                with tracing.phase("prompt_fit"):
+                    fitted = self.fit(deployment.fitter, prompt, params)
+                with tracing.phase("engine"):
+                    events = deployment.engine.stream(deployment.served_model, fitted.text, params)
+                    stack.push_async_callback(events.aclose)  # type: ignore[attr-defined]
+                    first = await events.__anext__()
         except BaseException:
             await stack.aclose()
             raise
-        return self._sse(request, deployment, fitted, events, first, stack, started)
+        return self._sse(request, deployment, fitted, events, first, stack, started, span)
 
     async def _sse(
         self,
@@ -136,6 +159,7 @@ class RoleRunner:
         first: StreamEvent,
         stack: AsyncExitStack,
         started: float,
+        span: Span | None = None,
     ) -> AsyncIterator[bytes]:
         async with stack:
             event: StreamEvent | None = first
@@ -144,12 +168,14 @@ class RoleRunner:
                     if isinstance(event, TextDelta):
                         yield encode_event("token", {"text": event.text})
                     else:
-                        body = self._respond(request, deployment, fitted, event, started)
+                        body = self._respond(request, deployment, fitted, event, started, span)
                         yield encode_event("result", body.model_dump(mode="json"))
                         return
                     event = await anext(events, None)
             except (EngineError, HttpError) as exc:
                 err = as_service_error(exc)
+                if span is not None:
+                    t.record_error(span, err.type, err.message, exc)
                 self.metrics.count_error(self.spec.path, err.type)
                 yield encode_event("error", err.body())
 

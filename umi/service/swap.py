@@ -43,6 +43,7 @@ from umi.service.metrics import ServiceMetrics
 from umi.service.prompt_fit import PromptFitter
 from umi.service.settings import ServiceSettings, SwapStrategy
 from umi.service.strategies import STRATEGIES, StrategyName, SwapJob
+from umi.service.tracing import swap_span
 from umi.service.weights import WeightsKind, WeightsProblem, WeightsRef, check_weights_path, weights_ref
 
 log = logging.getLogger("umi.service")
@@ -244,7 +245,9 @@ class WeightsManager:
                 self.metrics.swaps.labels(self.role, self._requested(kind, strategy), "refused").inc()
                 raise HttpError(422, "weights_not_found", str(exc), field="path") from None
             target = weights_ref(path, kind, name, version, engine_url)
-            report = await self._apply(current, target, self._strategy_for(current, target, strategy), tokenizer, drain_timeout_s)
+            chosen = self._strategy_for(current, target, strategy)
+            with swap_span(self.role, target.name, current.weights.version, target.version, chosen):
+                report = await self._apply(current, target, chosen, tokenizer, drain_timeout_s)
             self.history.append(current.weights)
             del self.history[:-HISTORY_LIMIT]
             return report
@@ -255,8 +258,10 @@ class WeightsManager:
             if not self.history:
                 raise HttpError(409, "no_previous_weights", "there are no previous weights to roll back to")
             target = self.history.pop()
+            chosen = self._strategy_for(current, target, None)
             try:
-                report = await self._apply(current, target, self._strategy_for(current, target, None), None, drain_timeout_s)
+                with swap_span(self.role, target.name, current.weights.version, target.version, chosen):
+                    report = await self._apply(current, target, chosen, None, drain_timeout_s)
             except BaseException:
                 self.history.append(target)
                 raise

@@ -43,9 +43,11 @@ def step(index: int, role: str = "planner", **fields: Any) -> Step:
     return Step(index=index, role=role, started_at=0, latency_ms=1, **values)
 
 
-def new_chat(query: str = "q", owner: str = "", fingerprint: str = "f", chat_id: str | None = None) -> NewChat:
+def new_chat(
+    query: str = "q", owner: str = "", fingerprint: str = "f", chat_id: str | None = None, trace: str = ""
+) -> NewChat:
     request = ChatRequest(query=query, chat_id=chat_id, metadata={"team": "a"})
-    return NewChat(request=request, fingerprint=fingerprint, owner=owner)
+    return NewChat(request=request, fingerprint=fingerprint, owner=owner, trace=trace)
 
 
 @pytest.fixture(params=["redis", "memory"])

@@ -1,6 +1,7 @@
 """The chat-store conformance suite: every backend (Redis, in-memory) keeps the rules of
 ``orchestrator.store.base``: atomic fenced writes at an expected index, idempotent retries,
-leases taken over only when expired, settling, resuming with tool outputs, TTL, deletion, reads."""
+leases taken over only when expired, settling, resuming with tool outputs, TTL, deletion, reads,
+the trace context kept with a chat and the listing index."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 
 from orchestrator.models import ChatError, PendingToolCall
 from orchestrator.store import (
+    LIST_LIMIT_MAX,
     ChatGone,
     ChatStore,
     ChatUpdate,
@@ -213,3 +215,72 @@ def test_the_store_answers_a_ping(run_with_store) -> None:
         assert await store.ping() is True
 
     run_with_store(body)
+
+
+def test_a_chat_keeps_its_trace_context(run_with_store) -> None:
+    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+    async def body(store: ChatStore) -> None:
+        await store.create("t1", "p", new_chat(trace=traceparent))
+        await store.create("t2", "p", new_chat())
+        chat, untraced = await store.load("t1"), await store.load("t2")
+        assert chat is not None and chat.trace == traceparent
+        assert untraced is not None and untraced.trace == ""
+
+    run_with_store(body)
+
+
+def test_the_listing_shows_each_owners_chats_newest_first_with_their_summary(run_with_store, backend: Backend) -> None:
+    async def body(store: ChatStore) -> None:
+        for n, owner in enumerate(["alice", "bob", "alice"]):
+            await store.create(f"l{n}", "p", new_chat(query=f"question {n}", owner=owner))
+            await backend.elapse(0.01)
+        await store.append(
+            "l2", Lease("p", 1), 0, [step(0)],
+            ChatUpdate(status="failed", error=ChatError(type="role_service", message="down"), models={"planner": "v7"}),
+        )  # fmt: skip
+        alice = await store.list_chats("alice")
+        assert [c.chat_id for c in alice.chats] == ["l2", "l0"] and not alice.more
+        latest = alice.chats[0]
+        assert (latest.status, latest.query, latest.steps, latest.models) == ("failed", "question 2", 1, {"planner": "v7"})
+        assert latest.error_type == "role_service" and latest.updated_at >= latest.created_at > 0
+        assert [c.chat_id for c in (await store.list_chats("bob")).chats] == ["l1"]
+        assert [c.chat_id for c in (await store.list_chats(None)).chats] == ["l2", "l1", "l0"]
+        assert (await store.list_chats("nobody")).chats == []
+
+    run_with_store(body)
+
+
+def test_the_listing_filters_by_status_and_text_and_pages(run_with_store, backend: Backend) -> None:
+    async def body(store: ChatStore) -> None:
+        for n in range(5):
+            await store.create(f"f{n}", "p", new_chat(query="Weather in Oslo" if n % 2 else "Stock price"))
+            await backend.elapse(0.01)
+        await store.append("f3", Lease("p", 1), 0, [], ChatUpdate(status="completed", answer="sunny"))
+        assert [c.chat_id for c in (await store.list_chats(None, text="oslo")).chats] == ["f3", "f1"]
+        assert [c.chat_id for c in (await store.list_chats(None, text="F4")).chats] == ["f4"]  # the chat id too
+        assert [c.chat_id for c in (await store.list_chats(None, status="completed")).chats] == ["f3"]
+        assert [c.chat_id for c in (await store.list_chats(None, status="running", text="oslo")).chats] == ["f1"]
+        first = await store.list_chats(None, limit=2)
+        second = await store.list_chats(None, offset=2, limit=2)
+        last = await store.list_chats(None, offset=4, limit=2)
+        assert [c.chat_id for c in first.chats] == ["f4", "f3"] and first.more
+        assert [c.chat_id for c in second.chats] == ["f2", "f1"] and second.more
+        assert [c.chat_id for c in last.chats] == ["f0"] and not last.more
+        assert len((await store.list_chats(None, limit=LIST_LIMIT_MAX + 50)).chats) == 5
+
+    run_with_store(body)
+
+
+def test_forgotten_chats_leave_the_listing(run_with_store, backend: Backend) -> None:
+    async def body(store: ChatStore) -> None:
+        await store.create("gone", "p", new_chat(owner="o"))
+        await store.create("deleted", "p", new_chat(owner="o"))
+        await store.delete("deleted")
+        assert [c.chat_id for c in (await store.list_chats("o")).chats] == ["gone"]
+        await backend.elapse(1.2)  # past the 1 s TTL
+        await store.create("new", "p", new_chat(owner="o"))
+        assert [c.chat_id for c in (await store.list_chats("o")).chats] == ["new"]
+        assert [c.chat_id for c in (await store.list_chats(None)).chats] == ["new"]
+
+    run_with_store(body, ttl_s=1)

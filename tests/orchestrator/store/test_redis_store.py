@@ -18,7 +18,10 @@ from umi.engines.process import free_port
 
 def with_store(redis_url: str, prefix: str, body: Callable[[RedisChatStore], Awaitable[Any]], **kw: Any) -> Any:
     async def run() -> Any:
-        store = RedisChatStore(connect(redis_url, 2, 8), prefix, kw.get("ttl_s", 600), kw.get("lease_ttl_s", 30), Metrics())
+        store = RedisChatStore(
+            connect(redis_url, 2, 8), prefix, kw.get("ttl_s", 600), kw.get("lease_ttl_s", 30), Metrics(),
+            wait_replicas=kw.get("wait_replicas", 0), wait_timeout_ms=kw.get("wait_timeout_ms", 1000),
+        )  # fmt: skip
         try:
             return await body(store)
         finally:
@@ -79,3 +82,23 @@ def test_writes_survive_a_redis_that_forgot_its_scripts(redis_url: str, key_pref
         assert chat is not None and [s.index for s in chat.steps] == [0, 1, 2]
 
     with_store(redis_url, key_prefix, body)
+
+
+def test_a_write_no_replica_acknowledged_is_unavailable_and_its_retry_is_recognised(redis_url: str, key_prefix: str) -> None:
+    """The test Redis has no replica: WAIT 1 answers 0, so the write is not acknowledged (though
+    applied); the retry with the same write_id is recognised, not written twice."""
+
+    async def body(store: RedisChatStore) -> None:
+        with pytest.raises(StoreUnavailable, match="0 of 1 replicas"):
+            await store.create("w1", "p", new_chat())
+        store.pipeline.wait_replicas = 0  # as if the replica caught up: the next writes are acknowledged
+        assert (await store.load("w1")) is not None
+        store.pipeline.wait_replicas = 1
+        with pytest.raises(StoreUnavailable):
+            await store.append("w1", Lease("p", 1), 0, [step(0)], write_id="once")
+        store.pipeline.wait_replicas = 0
+        next_index, _ = await store.append("w1", Lease("p", 1), 0, [step(0)], write_id="once")
+        assert next_index == 1
+        assert [s.index for s in (await store.load("w1")).steps] == [0]  # type: ignore[union-attr]
+
+    with_store(redis_url, key_prefix, body, wait_replicas=1, wait_timeout_ms=10)
