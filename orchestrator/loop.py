@@ -140,8 +140,12 @@ class ChatLoop:
 
         return sink
 
-    def _request(self, state: ChatState, thought: str | None = None, tools: bool = True) -> RoleRequest:
-        return RoleRequest(history=state.history, tools_json=state.tools_json if tools else None, thought=thought)
+    def _request(self, state: ChatState, role: str, thought: str | None = None) -> RoleRequest:
+        sampling = state.request.sampling
+        return RoleRequest(
+            history=state.history, tools_json=None if role == "summarizer" else state.tools_json, thought=thought,
+            sampling_json=None if sampling is None else sampling.for_role(role),
+        )  # fmt: skip
 
     @staticmethod
     def _role_step(index: int, role: str, response: _Answered, started_at: float, latency_ms: float, **fields: object) -> Step:
@@ -154,7 +158,7 @@ class ChatLoop:
     async def _plan(self, writer: StepWriter) -> None:
         state = writer.state
         started_at, t0 = time.time(), time.perf_counter()
-        plan = await self.roles.plan(self._request(state), self._token_sink(state, "planner"))
+        plan = await self.roles.plan(self._request(state, "planner"), self._token_sink(state, "planner"))
         latency = (time.perf_counter() - t0) * 1000
         step = self._role_step(
             state.next_index, "planner", plan, started_at, latency, thought=plan.thought, next=plan.next, turn=plan.turn
@@ -168,14 +172,14 @@ class ChatLoop:
     async def _call(self, writer: StepWriter) -> None:
         state = writer.state
         started_at, t0 = time.time(), time.perf_counter()
-        call = await self.roles.call(self._request(state, thought=state.steps[-1].turn or ""))
+        call = await self.roles.call(self._request(state, "caller", thought=state.steps[-1].turn or ""))
         latency = (time.perf_counter() - t0) * 1000
         await self._dispatch_call(writer, call, started_at, latency, before=[])
 
     async def _summarize(self, writer: StepWriter) -> None:
         state = writer.state
         started_at, t0 = time.time(), time.perf_counter()
-        summary = await self.roles.summarize(self._request(state, tools=False), self._token_sink(state, "summarizer"))
+        summary = await self.roles.summarize(self._request(state, "summarizer"), self._token_sink(state, "summarizer"))
         latency = (time.perf_counter() - t0) * 1000
         step = self._role_step(
             state.next_index, "summarizer", summary, started_at, latency, answer=summary.answer, turn=summary.answer
@@ -187,7 +191,7 @@ class ChatLoop:
         """Single-model mode: one answer is the planner step and the call or the conclusion."""
         state = writer.state
         started_at, t0 = time.time(), time.perf_counter()
-        out = await self.roles.step(self._request(state), self._token_sink(state, "backbone"))
+        out = await self.roles.step(self._request(state, "backbone"), self._token_sink(state, "backbone"))
         latency = (time.perf_counter() - t0) * 1000
         index = state.next_index
         if out.next == "caller" and out.call is not None:

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, StrictBool, St
 
 from umi.format.parsers import Decision
 from umi.format.tools import OpenAITool, model_name
-from umi.roleapi import PromptFit
+from umi.roleapi import SEED_MAX, SEED_MIN, PromptFit
 
 ChatStatus = Literal["running", "completed", "gave_up", "requires_action", "max_steps", "failed"]
 SETTLED: frozenset[str] = frozenset({"completed", "gave_up", "requires_action", "max_steps", "failed"})
@@ -111,6 +111,27 @@ ToolSource = Annotated[Annotated[Tool, Tag("function_tool")] | Annotated[McpServ
 """A function tool, or an MCP server whose tools join the chat."""
 
 
+class ChatSampling(BaseModel):
+    """Per-chat sampling for the role services (``umi.roleapi.SamplingParams``); None keeps the
+    role's default (the reference's: temperature 0.5). ``temperature``, ``top_p`` and ``seed`` go
+    to every role request of the chat; ``max_answer_tokens`` bounds the summarizer's answer only
+    (the planner and the caller keep their own budgets, which the format needs)."""
+
+    model_config = ConfigDict(extra="forbid")
+    temperature: StrictFloat | None = Field(default=None, ge=0.0, le=5.0)
+    top_p: StrictFloat | None = Field(default=None, gt=0.0, le=1.0)
+    seed: StrictInt | None = Field(default=None, ge=SEED_MIN, le=SEED_MAX, description="an int64 (vLLM's range)")
+    max_answer_tokens: StrictInt | None = Field(default=None, ge=1, le=32768, description="the summarizer's max_tokens")
+
+    def for_role(self, role: str) -> str | None:
+        """The ``sampling`` object of one role request as JSON, or None when nothing is set."""
+        values = {"temperature": self.temperature, "top_p": self.top_p, "seed": self.seed}
+        if role == "summarizer":
+            values["max_tokens"] = self.max_answer_tokens
+        values = {k: v for k, v in values.items() if v is not None}
+        return json.dumps(values, separators=(",", ":")) if values else None
+
+
 class ChatRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     query: StrictStr = Field(min_length=1)
@@ -121,6 +142,7 @@ class ChatRequest(BaseModel):
     stream: StrictBool = False
     chat_id: ChatId | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
+    sampling: ChatSampling | None = Field(default=None, description="sampling for the role services (not part of the fingerprint)")
 
     def fingerprint(self) -> str:
         """What makes two creates with the same chat_id the same request."""

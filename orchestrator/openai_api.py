@@ -42,7 +42,7 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import ValidationError
 
 from orchestrator.chats import Principal
-from orchestrator.models import ChatDoc, ChatRequest, McpServer, Step, Tool, ToolOutput, ToolOutputsRequest
+from orchestrator.models import ChatDoc, ChatRequest, ChatSampling, McpServer, Step, Tool, ToolOutput, ToolOutputsRequest
 from orchestrator.openai_models import REFUSED_CHAT, ChatCompletionRequest, Message
 from orchestrator.settings import Settings
 from orchestrator.store import StoredChat
@@ -172,6 +172,23 @@ def refuse_unsupported(body: ChatCompletionRequest) -> None:
     for name, why in REFUSED_CHAT.items():
         if extra.get(name) is not None:
             raise bad(why, name)
+
+
+def sampling_of(body: Any) -> ChatSampling | None:
+    """The chat's sampling from a Chat Completions or Responses body: ``temperature``, ``top_p``
+    and ``seed`` for every role; ``max_completion_tokens`` / ``max_tokens`` / ``max_output_tokens``
+    bound the summarizer's answer. Out-of-range values are 400s naming the parameter."""
+    limit = next((getattr(body, n, None) for n in ("max_completion_tokens", "max_tokens", "max_output_tokens")
+                  if getattr(body, n, None) is not None), None)  # fmt: skip
+    values = {"temperature": body.temperature, "top_p": body.top_p, "seed": getattr(body, "seed", None), "max_answer_tokens": limit}
+    if all(v is None for v in values.values()):
+        return None
+    try:
+        return ChatSampling(**values)
+    except ValidationError as exc:
+        field = str(exc.errors()[0]["loc"][0])
+        param = {"max_answer_tokens": "max_completion_tokens"}.get(field, field)
+        raise bad(f"{param}: {exc.errors()[0]['msg']}", param) from None
 
 
 def usage_of(steps: list[Step]) -> dict[str, int]:
@@ -340,11 +357,11 @@ def resumed_chat(messages: list[Message]) -> tuple[str, int] | None:
 
 async def start_stretch(
     o: Orchestrator, who: Principal, messages: list[Message], tools: Callable[[], list[Tool | McpServer]],
-    metadata: dict[str, str] | None, stream: bool,
+    metadata: dict[str, str] | None, stream: bool, sampling: ChatSampling | None = None,
 ) -> tuple[str, int, Subscription | None]:  # fmt: skip
     """Resume the chat the messages answer (``resumed_chat``), or create one from them: (chat id,
     the index of the stretch's first step, the subscription of a streamed answer). ``tools`` makes
-    the new chat's tools (a resumed chat keeps its own)."""
+    the new chat's tools and ``sampling`` its sampling (a resumed chat keeps its own)."""
     resumed = resumed_chat(messages)
     if resumed is not None:
         chat_id, first_issued = resumed
@@ -352,7 +369,9 @@ async def start_stretch(
         outputs = outputs_for(chat, messages, first_issued)
         sub = await o.chats.submit_tool_outputs(chat_id, ToolOutputsRequest(outputs=outputs, stream=stream), who)
         return chat_id, chat.next_index, sub
-    request = ChatRequest(query=render_query(messages), tools=tools(), metadata=dict(metadata or {}), stream=stream)
+    request = ChatRequest(
+        query=render_query(messages), tools=tools(), metadata=dict(metadata or {}), stream=stream, sampling=sampling
+    )
     chat_id, sub = await o.chats.create(request, who)
     return chat_id, 0, sub
 
@@ -373,7 +392,7 @@ def openai_router(settings: Settings, orch: Callable[[Request], Orchestrator], p
         refuse_unsupported(body)
         o = orch(request)
         tools = partial(function_tools, body.tools, body.tool_choice, flat=False)
-        chat_id, start, sub = await start_stretch(o, who, body.messages, tools, body.metadata, body.stream)
+        chat_id, start, sub = await start_stretch(o, who, body.messages, tools, body.metadata, body.stream, sampling_of(body))
         completion = Completion(chat_id, start, body.model)
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)

@@ -47,6 +47,7 @@ from orchestrator.openai_api import (
     check_model,
     function_tools,
     issued_id,
+    sampling_of,
     served_model,
     start_stretch,
     usage_of,
@@ -276,7 +277,7 @@ def responses_router(settings: Settings, orch: Callable[[Request], Orchestrator]
                 history.append(Message(role="assistant", content=chat.answer))
             messages = history + [m for m in messages if m.role != "system"]
         tools = partial(function_tools, body.tools, body.tool_choice, flat=True)
-        chat_id, start, sub = await start_stretch(o, who, messages, tools, body.metadata, body.stream)
+        chat_id, start, sub = await start_stretch(o, who, messages, tools, body.metadata, body.stream, sampling_of(body))
         chat = await o.chats.load_visible(chat_id, who)
         stretch = Stretch(chat_id, start, body.model, body, {t.function.name for t in chat.request.tools if t.endpoint is None})
         if body.stream:

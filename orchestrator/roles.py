@@ -43,6 +43,8 @@ class RoleRequest:
     """The chat's tools as a JSON array, serialised once per chat; None for the summarizer."""
     thought: str | None = None
     """The caller only: the planner's turn the call follows."""
+    sampling_json: str | None = None
+    """The request's ``sampling`` object (``umi.roleapi.SamplingParams``) as JSON; None: the role's defaults."""
 
 
 class RoleClient(Protocol):
@@ -89,8 +91,10 @@ class RoleError(Exception):
         return self.kind in ("connection", "timeout", "stream") or self.status_code in _RETRY_STATUS
 
 
-def encode_body(tools_json: str | None, history: list[dict[str, str]], thought: str | None, stream: bool) -> bytes:
-    """A role request. ``tools_json`` is serialised once per chat and spliced in as it is."""
+def encode_body(
+    tools_json: str | None, history: list[dict[str, str]], thought: str | None, stream: bool, sampling_json: str | None = None
+) -> bytes:
+    """A role request. ``tools_json`` (and ``sampling_json``) are serialised once per chat and spliced in as they are."""
     parts = []
     if tools_json is not None:
         parts.append(f'"tools":{tools_json}')
@@ -99,6 +103,8 @@ def encode_body(tools_json: str | None, history: list[dict[str, str]], thought: 
         parts.append(f'"thought":{json.dumps(thought)}')
     if stream:
         parts.append('"stream":true')
+    if sampling_json is not None:
+        parts.append(f'"sampling":{sampling_json}')
     return ("{" + ",".join(parts) + "}").encode()
 
 
@@ -172,7 +178,7 @@ class HttpRoleClient:
 
     async def _request(self, role: Role, model: type[R], request: RoleRequest, on_token: TokenSink | None) -> R:
         """POST one role request; the parsed response model of that role."""
-        body = encode_body(request.tools_json, request.history, request.thought, on_token is not None)
+        body = encode_body(request.tools_json, request.history, request.thought, on_token is not None, request.sampling_json)
         started = time.perf_counter()
         try:
             for attempt in range(1, self.settings.role_max_attempts + 1):

@@ -112,3 +112,16 @@ def test_how_each_prompt_was_fitted_is_recorded_in_its_step(orch, fake_roles) ->
     assert doc["steps"][0]["fit"] == fit.model_dump(mode="json")
     assert doc["steps"][1]["fit"] is None  # the caller's prompt fit whole
     assert orch.client.get(f"/chat/{doc['chat_id']}").json()["steps"][0]["fit"] == fit.model_dump(mode="json")
+
+
+def test_a_chats_sampling_goes_to_its_role_requests(orch, fake_roles) -> None:
+    fake_roles.caller = lambda req: call("get_time", {"tz": "UTC"})
+    sampling = {"temperature": 0, "seed": 3, "max_answer_tokens": 32}
+    doc = orch.chat(query="What time is it?", tools=[tool("get_time")], sampling=sampling).json()
+    assert fake_roles.requests["planner"][0]["sampling"] == {"temperature": 0, "seed": 3}
+    assert fake_roles.requests["caller"][0]["sampling"] == {"temperature": 0, "seed": 3}
+    orch.client.post(f"/chat/{doc['chat_id']}/tool_outputs",
+                     json={"outputs": [{"tool_call_id": doc["pending_tool_calls"][0]["tool_call_id"], "output": "12:00"}]})  # fmt: skip
+    assert fake_roles.requests["summarizer"][0]["sampling"] == {"temperature": 0, "seed": 3, "max_tokens": 32}
+    refused = orch.chat(query="q", sampling={"temperature": "hot"})
+    assert refused.status_code == 422 and refused.json()["error"]["field"] == "sampling.temperature"

@@ -201,3 +201,21 @@ def test_v1_answers_invalid_and_oversized_bodies_in_openais_shape_and_chat_keeps
     assert (big.status_code, big.json()["error"]["param"], big.json()["error"]["code"]) == (413, "body", "limit")
     native = orch.client.post("/chat", json={"query": ""})
     assert native.status_code == 422 and native.json()["error"]["field"] == "query"
+
+
+def test_sampling_parameters_reach_every_role_and_max_tokens_bounds_only_the_answer(orch, fake_roles):
+    client = sdk(orch)
+    first = first_turn(client, temperature=0.2, top_p=0.9, seed=7, max_completion_tokens=64)
+    [tool_call] = first.choices[0].message.tool_calls
+    messages = [
+        {"role": "user", "content": QUERY}, assistant_echo(first.choices[0].message),
+        {"role": "tool", "tool_call_id": tool_call.id, "content": "sunny"},
+    ]  # fmt: skip
+    client.chat.completions.create(model="alpha-umi", messages=messages, tools=[WEATHER])  # the chat keeps its sampling
+    shared = {"temperature": 0.2, "top_p": 0.9, "seed": 7}
+    assert [r["sampling"] for r in fake_roles.requests["planner"]] == [shared, shared]
+    assert [r["sampling"] for r in fake_roles.requests["caller"]] == [shared]
+    assert [r["sampling"] for r in fake_roles.requests["summarizer"]] == [{**shared, "max_tokens": 64}]
+    with pytest.raises(openai.BadRequestError) as refused:
+        first_turn(client, temperature=9.0)
+    assert refused.value.body["param"] == "temperature"  # type: ignore[index]

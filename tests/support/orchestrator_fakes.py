@@ -296,7 +296,9 @@ class InProcessRoles:
     async def _answer(self, role: str, model: Any, request: Any, on_token: Any) -> Any:
         from orchestrator.roles import RoleError, encode_body
 
-        raw = json.loads(encode_body(request.tools_json, request.history, request.thought, on_token is not None))
+        raw = json.loads(
+            encode_body(request.tools_json, request.history, request.thought, on_token is not None, request.sampling_json)
+        )
         with self.fake.lock:
             self.fake.requests[role].append(raw)
         result = getattr(self.fake, role)(model.model_validate(raw))
