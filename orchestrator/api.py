@@ -57,7 +57,7 @@ from orchestrator.openai_responses import responses_router
 from orchestrator.ui import ui_router
 from umi.http_errors import PROMETHEUS_TEXT, ASGIApp, BodyLimit, HttpError, error_body, error_responses, install_error_handlers
 from umi.http_errors import openai_error_response
-from umi.sse import MEDIA_TYPE, encode_event
+from umi.sse import EVENT_SCHEMA, MEDIA_TYPE, encode_event
 from umi.tracing import configure_tracing
 
 log = logging.getLogger("umi.orchestrator")
@@ -66,7 +66,7 @@ _KEEPALIVE = b": keepalive\n\n"
 _OPENAI_SHAPES = {"/v1/": openai_error_response}  # /v1/* (orchestrator.openai_api) answers OpenAI's error body
 _CHAT_ERRORS = error_responses(401, 403, 404, 422, 500, 503)  # a chat's routes: key, loop guard, chat, Redis
 _LOOP_GUARD = LOOP_GUARD_HEADER.lower().encode()
-_STREAMED = {"content": {MEDIA_TYPE: {"schema": {"type": "string", "description": "SSE: chat, token, step, done, error"}}}}
+_STREAMED = {"content": {MEDIA_TYPE: {"schema": {**EVENT_SCHEMA, "description": "SSE: chat, token, step, done, error"}}}}
 CHAT_ID_HEADER = "X-Chat-Id"
 """The response header of a streamed answer that names its chat."""
 ChatIdPath = Path(pattern=CHAT_ID_PATTERN, max_length=128, description="1-128 of A-Z a-z 0-9 _ -, first a letter or digit")

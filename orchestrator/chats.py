@@ -18,6 +18,7 @@ from orchestrator.settings import Settings
 from orchestrator.state import ChatState, observation_step
 from orchestrator.store import ChatStore, IndexConflict, NewChat, NotInStatus, StoredChat
 from orchestrator.supervisor import Supervisor
+from orchestrator.tools import EndpointPolicy, Refused
 from orchestrator.tracing import begin_chat
 from umi.format.observations import cut_observation
 from umi.http_errors import HttpError
@@ -64,6 +65,23 @@ class Chats:
         self.supervisor = supervisor
         self.hub = hub
         self.metrics = metrics
+        self.policy = EndpointPolicy(settings.allowlist)
+
+    def check_endpoints(self, request: ChatRequest) -> None:
+        """The tool policy's rules that need no DNS (``EndpointPolicy.check_static``: URL,
+        scheme, metadata names, forbidden addresses, the allowlist), on every endpoint and MCP
+        source before the chat starts: a host the orchestrator may not call is a 422
+        ``tool_refused`` naming the field, not a chat whose calls all fail. What needs DNS or
+        the stack's addresses is checked at call time and becomes the observation."""
+        for i, tool in enumerate(request.tools):
+            url, field = (tool.server_url, f"tools[{i}].server_url") if isinstance(tool, McpServer) else (
+                (tool.endpoint.url, f"tools[{i}].endpoint.url") if tool.endpoint is not None else (None, ""))  # fmt: skip
+            if url is None:
+                continue
+            try:
+                self.policy.check_static(url)
+            except Refused as exc:
+                raise HttpError(422, "tool_refused", f"{field}: {exc}", field) from None
 
     def check_limits(self, request: ChatRequest) -> ChatRequest:
         """The request within the limits, with tools identical to an earlier one left out.
@@ -100,6 +118,7 @@ class Chats:
         For a streamed request the returned subscription was opened before the chat started,
         so the follower misses no token.
         """
+        self.check_endpoints(request)
         request = self.check_limits(await self.with_mcp_tools(request))
         chat_id = request.chat_id or uuid.uuid4().hex
         stored = request.model_copy(update={"chat_id": chat_id, "stream": False})

@@ -204,7 +204,11 @@ class EndpointPolicy:
         self.resolve = resolve
         self.stack = stack or StackEndpoints((), resolve)
 
-    async def check(self, url: str) -> Target:
+    def check_static(self, url: str) -> tuple[yarl.URL, str, IPAddress | None]:
+        """The rules that need no DNS and no connection (URL, scheme, metadata names, forbidden
+        literal addresses, the allowlist): (the parsed URL, its host, its literal address or
+        None). Raises Refused. ``POST /chat`` applies them to every endpoint before the chat
+        starts, so a request that names a host it may not call is a 422, not a chat."""
         # yarl is the parser aiohttp connects with: the host checked is the host connected to.
         try:
             parsed = yarl.URL(url)
@@ -223,12 +227,15 @@ class EndpointPolicy:
             if reason:
                 raise Refused(reason, f"address {literal} is refused ({reason.replace('_', '-')})")
             if not (self.allowlist.allows_ip(literal) or self.allowlist.allows_name(str(literal))):
-                raise Refused("not_allowlisted", f"address {literal} is not on the tool allowlist")
-            addresses = [literal]
-        else:
-            if not self.allowlist.allows_name(host):
-                raise Refused("not_allowlisted", f"host {host!r} is not on the tool allowlist")
-            addresses = await self._resolve(host, parsed.port or 80)
+                raise Refused("not_allowlisted", f"address {literal} is not on the tool allowlist (UMI_TOOL_ALLOWLIST)")
+        elif not self.allowlist.allows_name(host):
+            raise Refused("not_allowlisted", f"host {host!r} is not on the tool allowlist (UMI_TOOL_ALLOWLIST)")
+        return parsed, host, literal
+
+    async def check(self, url: str) -> Target:
+        """Every rule, at call time: ``check_static``, then the resolved addresses and the stack."""
+        parsed, host, literal = self.check_static(url)
+        addresses = [literal] if literal is not None else await self._resolve(host, parsed.port or 80)
         stack = await self.stack.refusal(str(literal) if literal is not None else host, parsed.port or 80, addresses)
         if stack:
             raise Refused("stack", f"the endpoint is refused: {stack}")

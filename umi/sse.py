@@ -8,6 +8,13 @@ from dataclasses import dataclass
 from typing import Any
 
 MEDIA_TYPE = "text/event-stream"
+EVENT_SCHEMA: dict[str, object] = {
+    "type": "object",
+    "description": "one server-sent event (the WHATWG event stream format): its event name, data, id",
+    "properties": {"event": {"type": "string"}, "data": {"type": "string"}, "id": {"type": "string"}, "retry": {"type": "integer"}},
+}
+"""The OpenAPI schema of one event of a ``text/event-stream`` answer, as schema checkers read it
+(each event against the schema, OpenAPI 3.2's ``itemSchema`` in spirit)."""
 
 
 def encode_event(event: str, data: Any, event_id: str | None = None) -> bytes:

@@ -43,12 +43,21 @@ def test_an_mcp_tool_error_is_an_error_observation(orch, fake_roles, mcp_url):
     assert observation["error"] == "tool_error" and "division by zero" in observation["content"]
 
 
-def test_an_mcp_server_that_is_down_answers_garbage_or_is_refused_is_named_in_a_502(make_orch, tool_server):
+def test_an_mcp_server_that_is_down_or_answers_garbage_is_named_in_a_502(make_orch, tool_server):
     orch = make_orch()
-    for url in (f"http://127.0.0.1:{free_port()}/mcp", tool_server.url + "/echo", "http://10.1.2.3/mcp"):
+    for url in (f"http://127.0.0.1:{free_port()}/mcp", tool_server.url + "/echo"):
         answer = orch.chat(query="q", tools=[source(url)])
         assert answer.status_code == 502, url
         assert (answer.json()["error"]["type"], answer.json()["error"]["field"]) == ("mcp_unavailable", "tools[0].server_url")
+
+
+def test_an_mcp_server_the_policy_refuses_is_a_422_naming_it_so_clients_do_not_retry(make_orch):
+    orch = make_orch()  # the allowlist is 127.0.0.1
+    answer = orch.chat(query="q", tools=[source("http://10.1.2.3/mcp")])
+    assert answer.status_code == 422
+    error = answer.json()["error"]
+    assert (error["type"], error["field"]) == ("tool_refused", "tools[0].server_url")
+    assert "not on the tool allowlist" in error["message"]
 
 
 def test_the_responses_api_takes_mcp_tool_sources(orch, fake_roles, mcp_url):

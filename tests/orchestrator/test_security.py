@@ -98,15 +98,24 @@ def test_allowed_hosts_pass_and_the_connection_goes_to_the_checked_address() -> 
     assert check("http://tools:8080/x", RecordingResolver({"tools": ["172.18.0.5"]})) == "allowed"
 
 
-def test_a_refused_endpoint_is_the_observation_and_the_chat_goes_on(make_orch, fake_roles, tool_server) -> None:
+def test_an_endpoint_off_the_allowlist_is_a_422_naming_it_before_any_model_is_asked(make_orch, fake_roles, tool_server) -> None:
     orch = make_orch(tool_allowlist="localhost")  # 127.0.0.1 is not on it
+    answer = orch.chat(query="q", tools=[tool("ok", None), tool("t", tool_server.url + "/echo")])
+    assert answer.status_code == 422
+    error = answer.json()["error"]
+    assert (error["type"], error["field"]) == ("tool_refused", "tools[1].endpoint.url")
+    assert "not on the tool allowlist (UMI_TOOL_ALLOWLIST)" in error["message"]
+    assert fake_roles.count("planner") == 0 and tool_server.total() == 0
+
+
+def test_an_endpoint_refused_at_call_time_is_the_observation_and_the_chat_goes_on(make_orch, fake_roles, tool_server) -> None:
+    orch = make_orch(tool_allowlist="nowhere.invalid")  # allowed by name, but the name does not resolve
     fake_roles.caller = lambda req: call("t", {"q": "x"})
-    doc = orch.chat(query="q", tools=[tool("t", tool_server.url + "/echo")]).json()
+    doc = orch.chat(query="q", tools=[tool("t", "http://nowhere.invalid/echo")]).json()
     assert doc["status"] == "completed"
     observation = doc["steps"][2]
     assert observation["error"] == "refused"
-    assert "not on the tool allowlist" in json.loads(observation["content"])["error"]
-    assert tool_server.total() == 0  # no request reached the tool server
+    assert tool_server.total() == 0
 
 
 def test_an_allowlisted_name_is_called_with_its_host_header(make_orch, fake_roles, tool_server) -> None:
@@ -117,10 +126,11 @@ def test_an_allowlisted_name_is_called_with_its_host_header(make_orch, fake_role
     assert tool_server.headers[0]["host"] == f"localhost:{port}"
 
 
-def test_a_metadata_endpoint_is_refused_in_a_chat(orch, fake_roles) -> None:
-    doc = orch.chat(query="q", tools=[tool("t", "http://169.254.169.254/latest/meta-data/iam")]).json()
-    assert doc["steps"][2]["error"] == "refused"
-    assert "metadata" in json.loads(doc["steps"][2]["content"])["error"]
+def test_a_metadata_endpoint_is_refused_up_front(orch, fake_roles) -> None:
+    answer = orch.chat(query="q", tools=[tool("t", "http://169.254.169.254/latest/meta-data/iam")])
+    assert answer.status_code == 422 and answer.json()["error"]["field"] == "tools[0].endpoint.url"
+    assert "link-local" in answer.json()["error"]["message"] or "metadata" in answer.json()["error"]["message"]
+    assert fake_roles.count("planner") == 0
 
 
 # ---------------------------------------------------------------- limits

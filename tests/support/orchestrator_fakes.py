@@ -156,7 +156,9 @@ def gated_planner(gate: threading.Event, timeout_s: float = 60) -> Callable[[Pla
 
 
 def default_caller(req: CallRequest) -> CallResponse:
-    return call(req.tooldocs()[0].Name, {"q": query_of(req)})
+    """Calls the first tool with the query; with no tool, a name that is not one (as a model might)."""
+    docs = req.tooldocs()
+    return call(docs[0].Name if docs else "no_such_tool", {"q": query_of(req)})
 
 
 def default_summarizer(req: SummarizeRequest) -> SummarizeResponse:
