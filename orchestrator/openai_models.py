@@ -12,7 +12,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Extra = ConfigDict(extra="allow")
+Extra = ConfigDict(extra="allow", strict=True)
+"""Unknown parameters are kept (and ignored or refused by name); known ones take their JSON
+types strictly, as OpenAI's API does (`"stream": "yes"` is a 400 naming `stream`)."""
 
 
 class FunctionCall(BaseModel):

@@ -104,6 +104,12 @@ def test_a_body_that_is_not_an_object_is_at_fault_as_a_whole(api: Api) -> None:
     assert error["field"] == "body"
 
 
+def test_a_body_sent_without_the_json_content_type_says_to_send_it(api: Api) -> None:
+    response = api.client.post(api.post_path, content=b'{"query": "q"}', headers={"content-type": "application/x-www-form-urlencoded"})
+    error = error_of(response, 422)
+    assert error["field"] == "body" and "Content-Type: application/json" in error["message"]
+
+
 def test_an_oversize_body_answers_413_naming_the_body(api: Api) -> None:
     big = {**api.bad_body, "padding": "x" * BODY_LIMIT_BYTES}
     error = error_of(api.client.post(api.post_path, json=big), 413)

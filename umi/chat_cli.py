@@ -63,7 +63,9 @@ def chat_list_table(page: dict[str, Any]) -> Table:
     """The list as a table: created (UTC), status, query, steps, latency, models."""
     table = Table(title=f"chats {page['offset'] + 1}-{page['offset'] + len(page['chats'])}" if page["chats"] else "no chats")
     for column in ("created (UTC)", "chat", "status", "query", "steps", "latency", "models"):
-        table.add_column(column, overflow="fold")
+        # The chat id is never wrapped, so it can be copied into `umi chat show`; the query and
+        # the models wrap instead.
+        table.add_column(column, overflow="fold", no_wrap=column == "chat", min_width=32 if column == "chat" else None)
     for c in page["chats"]:
         models = ", ".join(f"{role}: {v}" for role, v in c["models"].items())
         table.add_row(_time(c["created_at"]), c["chat_id"], _status(c["status"]), c["query"], str(c["steps"]),
@@ -149,8 +151,8 @@ def add_chat_parser(sub: Any) -> None:
     lp = chat.add_parser("list", help="recent chats, newest first")
     lp.add_argument("--status", help="only chats in this status")
     lp.add_argument("-q", help="text in the query or chat id")
-    lp.add_argument("--limit", type=int, default=20)
-    lp.add_argument("--offset", type=int, default=0)
+    lp.add_argument("--limit", type=int, default=20, help="chats per page [default: 20]")
+    lp.add_argument("--offset", type=int, default=0, help="chats to skip, newest first [default: 0]")
     lp.set_defaults(func=_cmd_list)
     sp = chat.add_parser("show", help="one chat: head, waterfall, steps")
     sp.add_argument("chat_id")

@@ -222,7 +222,11 @@ def install_error_handlers(
 
     async def _validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        return answer(request, validation_error(exc))
+        err = validation_error(exc)
+        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if err.field == "body" and media != "application/json":
+            err.message += f" (send the body as JSON with Content-Type: application/json; this one was {media or 'not given'!r})"
+        return answer(request, err)
 
     async def _http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)

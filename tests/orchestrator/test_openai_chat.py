@@ -197,6 +197,11 @@ def test_v1_answers_invalid_and_oversized_bodies_in_openais_shape_and_chat_keeps
         "message": invalid.json()["error"]["message"], "type": "invalid_request_error", "param": "messages",
         "code": "invalid_request",
     }  # fmt: skip
+    for body, param in ((
+        {"model": "alpha-umi", "stream": "yes", "messages": [{"role": "user", "content": "hi"}]}, "stream"), (
+        {"model": "alpha-umi", "n": "2", "messages": [{"role": "user", "content": "hi"}]}, "n")):  # fmt: skip
+        loose = orch.client.post("/v1/chat/completions", json=body)
+        assert (loose.status_code, loose.json()["error"]["param"]) == (400, param)
     big = orch.client.post("/v1/chat/completions", content=b"x" * 4096, headers={"content-type": "application/json"})
     assert (big.status_code, big.json()["error"]["param"], big.json()["error"]["code"]) == (413, "body", "limit")
     native = orch.client.post("/chat", json={"query": ""})
