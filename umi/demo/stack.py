@@ -213,7 +213,7 @@ class Stack:
             )
         taken = [f"{name} {self.config.ports.of(name)}" for name in SERVICES if port_in_use(self.config.host, self.config.ports.of(name))]
         if taken:
-            raise StackError(f"port(s) in use on {self.config.host}: {', '.join(taken)}: stop what uses them, or use --free-ports")
+            raise StackError(f"port(s) in use on {self.config.host}: {', '.join(taken)}: stop what uses them, or use free ports (umi demo up --free-ports; make up DEMO_ARGS=--free-ports)")
         commands = self._commands()
         say(f"starting {', '.join(SERVICES)} (logs: {self.log_dir})")
         for name in SERVICES:

@@ -13,7 +13,7 @@ from umi.demo.stack import Say, Stack, StackConfig, StackError, running_stack
 
 # What each part serves, in the order of the table `make up` prints (the entry point first).
 ENDPOINTS = {
-    "orchestrator": "POST /chat, GET /chat/{id}, /docs; OpenAI: /v1/models, /v1/chat/completions, /v1/responses",
+    "orchestrator": "POST /chat, GET /chat/{id}, the viewer /ui, /docs; OpenAI: /v1/models, /v1/chat/completions, /v1/responses",
     "planner": "POST /v1/plan, /admin/weights",
     "caller": "POST /v1/call, /admin/weights",
     "summarizer": "POST /v1/summarize, /admin/weights",
