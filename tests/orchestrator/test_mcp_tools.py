@@ -1,10 +1,19 @@
 """MCP servers as tool sources: the demo tools' MCP server (the official ``mcp`` SDK's server,
-Streamable HTTP on loopback) through ``POST /chat``, ``/v1/responses`` and ``UMI_MCP_SERVERS``;
-scripted role services pick the tool, the MCP side is real."""
+Streamable HTTP on loopback) through ``POST /chat``, ``/v1/responses`` and ``UMI_MCP_SERVERS``,
+and a real MCP server from PyPI (``mcp-server-time`` behind ``mcp-proxy``,
+scripts/ensure-mcp-time.sh); scripted role services pick the tool, the MCP side is real."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
 
 import openai
 import pytest
@@ -18,6 +27,51 @@ pytestmark = pytest.mark.redis
 @pytest.fixture
 def mcp_url(servers) -> str:
     return servers.start(demo_tools_app()).url + "/mcp"
+
+
+MCP_TIME_BIN = Path(__file__).resolve().parents[2] / ".venv-mcp-time" / "bin"
+
+
+@pytest.fixture
+def time_server_url() -> Iterator[str]:
+    """mcp-server-time (stdio, from PyPI) served over Streamable HTTP by mcp-proxy on loopback."""
+    if not (MCP_TIME_BIN / "mcp-proxy").exists():
+        if os.environ.get("CI"):
+            pytest.fail("no .venv-mcp-time: run the suite with `make test` (scripts/ensure-mcp-time.sh)")
+        pytest.skip("no .venv-mcp-time: run scripts/ensure-mcp-time.sh")
+    port = free_port()
+    argv = [str(MCP_TIME_BIN / "mcp-proxy"), "--host", "127.0.0.1", "--port", str(port), "--",
+            str(MCP_TIME_BIN / "mcp-server-time"), "--local-timezone", "UTC"]  # fmt: skip
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}/mcp"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None and time.monotonic() < deadline, "mcp-proxy did not start"
+            try:
+                httpx.get(url, timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+def test_a_real_mcp_server_from_pypi_is_a_tool_source(orch, fake_roles, time_server_url):
+    fake_roles.caller = lambda req: call("get_current_time", {"timezone": "Asia/Tokyo"})
+    doc = orch.chat(query="What time is it in Tokyo?", tools=[source(time_server_url)]).json()
+    offered = [t["function"]["name"] for t in fake_roles.requests["planner"][0]["tools"]]
+    assert offered == ["get_current_time", "convert_time"]
+    assert "timezone" in fake_roles.requests["planner"][0]["tools"][0]["function"]["parameters"]["properties"]
+    observation = next(s for s in doc["steps"] if s["role"] == "observation")
+    assert observation["error"] is None and json.loads(observation["content"])["timezone"] == "Asia/Tokyo"
+    assert doc["status"] == "completed"
 
 
 def source(url: str, **extra) -> dict:
