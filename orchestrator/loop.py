@@ -141,10 +141,9 @@ class ChatLoop:
         return sink
 
     def _request(self, state: ChatState, role: str, thought: str | None = None) -> RoleRequest:
-        sampling = state.request.sampling
         return RoleRequest(
             history=state.history, tools_json=None if role == "summarizer" else state.tools_json, thought=thought,
-            sampling_json=None if sampling is None else sampling.for_role(role),
+            sampling_json=state.sampling_json[role],
         )  # fmt: skip
 
     @staticmethod

@@ -100,6 +100,11 @@ class ChatState:
         self.tools_by_model_name: dict[str, Tool] = dict(zip(names, self.request.tools, strict=True))
         """The name the caller writes -> the tool (the names the role services give the tools)."""
         self.tools_by_name = {t.function.name: t for t in self.request.tools}
+        sampling = self.request.sampling
+        self.sampling_json: dict[str, str | None] = {
+            role: None if sampling is None else sampling.for_role(role) for role in ("planner", "caller", "summarizer", "backbone")
+        }
+        """role -> the ``sampling`` object of its requests as JSON (None: the role's defaults), serialised once per chat."""
         self.history: list[dict[str, str]] = [{"role": "user", "content": self.request.query}]
         for step in self.steps:
             self._add_turn(step)
