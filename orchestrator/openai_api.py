@@ -46,7 +46,7 @@ from orchestrator.models import ChatDoc, ChatRequest, ChatSampling, McpServer, S
 from orchestrator.openai_models import REFUSED_CHAT, ChatCompletionRequest, Message
 from orchestrator.settings import Settings
 from orchestrator.store import StoredChat
-from umi.http_errors import OPENAI_ERROR_RESPONSES, HttpError
+from umi.http_errors import OPENAI_ERROR_RESPONSES, HttpError, field_path
 
 if TYPE_CHECKING:
     from orchestrator.api import Orchestrator
@@ -128,7 +128,7 @@ def function_tools(
             try:
                 out.append(McpServer.model_validate(raw))
             except ValidationError as exc:
-                param = f"tools[{i}]." + ".".join(str(p) for p in exc.errors()[0]["loc"])
+                param = field_path(("tools", i, *exc.errors()[0]["loc"]))
                 raise bad(f"{param}: {exc.errors()[0]['msg']}", param) from None
             continue
         if raw.get("type") != "function":
@@ -137,9 +137,8 @@ def function_tools(
         try:
             out.append(Tool.model_validate({"type": "function", "function": spec}))
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"][1:])
-            param = f"tools[{i}]" + (f".{where}" if where else "") if flat else f"tools[{i}].{where or 'function'}"
+            first = exc.errors()[0]  # its loc starts at ("function", ...): the flat shape has no "function" key
+            param = field_path(("tools", i, *(first["loc"][1:] if flat else first["loc"])))
             raise bad(f"{param}: {first['msg']}", param) from None
     if tool_choice is None or tool_choice == "auto":
         return out

@@ -224,3 +224,16 @@ def test_sampling_parameters_reach_every_role_and_max_tokens_bounds_only_the_ans
     with pytest.raises(openai.BadRequestError) as refused:
         first_turn(client, temperature=9.0)
     assert refused.value.body["param"] == "temperature"  # type: ignore[index]
+
+
+def test_a_bad_tool_field_is_named_by_its_path_in_both_apis(orch):
+    messages = [{"role": "user", "content": "hi"}]
+    bad_function = {"type": "function", "function": {"name": "a", "description": 5}}
+    answer = orch.client.post("/v1/chat/completions", json={"model": "alpha-umi", "messages": messages, "tools": [bad_function]})
+    assert (answer.status_code, answer.json()["error"]["param"]) == (400, "tools[0].function.description")
+    flat = {"type": "function", "name": "a", "description": 5}
+    answer = orch.client.post("/v1/responses", json={"model": "alpha-umi", "input": "hi", "tools": [flat]})
+    assert (answer.status_code, answer.json()["error"]["param"]) == (400, "tools[0].description")
+    mcp = {"type": "mcp", "server_label": "x", "server_url": "http://127.0.0.1:9/mcp", "allowed_tools": ["a", 3]}
+    answer = orch.client.post("/v1/responses", json={"model": "alpha-umi", "input": "hi", "tools": [mcp]})
+    assert (answer.status_code, answer.json()["error"]["param"]) == (400, "tools[0].allowed_tools[1]")
