@@ -233,15 +233,21 @@ def summarize(values: list[float]) -> dict[str, float]:
 class Orchestrator:
     """One `umi serve orchestrator` under test, with its CPU and Redis figures."""
 
-    def __init__(self, workers: int, redis_url: str, fakes_url: str, log_dir: Path):
+    def __init__(
+        self, workers: int, redis_url: str, fakes_url: str, log_dir: Path, *, name: str | None = None,
+        extra_env: dict[str, str] | None = None, drop_env_prefix: str | None = None,
+    ):  # fmt: skip
+        """``name`` names its log (default ``overhead-orchestrator-w<workers>``); ``extra_env`` is
+        added to its environment, from which variables starting ``drop_env_prefix`` are left out."""
         self.workers = workers
         self.url = f"http://127.0.0.1:{free_port()}"
+        inherited = {k: v for k, v in os.environ.items() if not (drop_env_prefix and k.startswith(drop_env_prefix))}
         env = {
-            **os.environ, "UMI_REDIS_URL": redis_url, "UMI_PLANNER_URL": fakes_url, "UMI_CALLER_URL": fakes_url,
+            **inherited, "UMI_REDIS_URL": redis_url, "UMI_PLANNER_URL": fakes_url, "UMI_CALLER_URL": fakes_url,
             "UMI_SUMMARIZER_URL": fakes_url, "UMI_KEY_PREFIX": f"umi-bench:{uuid.uuid4().hex[:8]}:",
-            "UMI_CHAT_TTL_S": "600", "UMI_TOOL_ALLOWLIST": "127.0.0.1",
+            "UMI_CHAT_TTL_S": "600", "UMI_TOOL_ALLOWLIST": "127.0.0.1", **(extra_env or {}),
         }  # fmt: skip
-        self.log = (log_dir / f"overhead-orchestrator-w{workers}.log").open("wb")
+        self.log = (log_dir / f"{name or f'overhead-orchestrator-w{workers}'}.log").open("wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "umi.cli", "serve", "orchestrator", "--host", "127.0.0.1",
              "--port", self.url.rsplit(":", 1)[1], "--workers", str(workers)],

@@ -63,40 +63,20 @@ def serve_receiver(port: int) -> None:
 # ---------------------------------------------------------------- orchestrators
 
 
-class Orchestrator:
-    def __init__(self, name: str, redis_url: str, fakes_url: str, extra_env: dict[str, str], log_dir: Path):
-        self.name = name
-        self.url = f"http://127.0.0.1:{overhead.free_port()}"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-        env.update({
-            "UMI_REDIS_URL": redis_url, "UMI_PLANNER_URL": fakes_url, "UMI_CALLER_URL": fakes_url,
-            "UMI_SUMMARIZER_URL": fakes_url, "UMI_KEY_PREFIX": f"umi-bench:{uuid.uuid4().hex[:8]}:",
-            "UMI_CHAT_TTL_S": "600", **extra_env,
-        })  # fmt: skip
-        self.log = (log_dir / f"tracing-orchestrator-{name}.log").open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "umi.cli", "serve", "orchestrator", "--host", "127.0.0.1", "--port", self.url.rsplit(":", 1)[1]],
-            env=env, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        overhead.wait_http(self.url + "/health", self.proc, f"the orchestrator ({name})")
-
-    def cpu_seconds(self) -> float:
-        return overhead.cpu_seconds(self.proc.pid)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=20)
-        self.log.close()
+def orchestrator(name: str, redis_url: str, fakes_url: str, extra_env: dict[str, str], log_dir: Path) -> overhead.Orchestrator:
+    """One orchestrator process (``bench/overhead.py``'s), without the caller's ``OTEL_*`` variables."""
+    return overhead.Orchestrator(1, redis_url, fakes_url, log_dir, name=f"tracing-orchestrator-{name}",
+                                 extra_env=extra_env, drop_env_prefix="OTEL_")  # fmt: skip
 
 
-async def measure(args: argparse.Namespace, orchs: dict[str, Orchestrator], tool_url: str, receiver_url: str) -> dict[str, Any]:
+async def measure(args: argparse.Namespace, orchs: dict[str, overhead.Orchestrator], tool_url: str, receiver_url: str) -> dict[str, Any]:
     connector = aiohttp.TCPConnector(limit=1000, keepalive_timeout=3)
     steps_per_batch = args.chats * overhead.STEPS_PER_CHAT
     cpu = dict.fromkeys(orchs, 0.0)
     latencies: dict[str, list[float]] = {name: [] for name in orchs}
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=300)) as client:
 
-        async def batch(orch: Orchestrator, chats: int) -> list[float]:
+        async def batch(orch: overhead.Orchestrator, chats: int) -> list[float]:
             return await overhead.run_batch(lambda: overhead.via_orchestrator(client, orch.url, tool_url), chats, args.concurrency)
 
         for orch in orchs.values():  # warm-up: connections, imports, scripts, the exporter
@@ -137,23 +117,24 @@ def main() -> None:
         return serve_receiver(args.serve_receiver)
 
     redis_url, redis_proc, redis_dir = overhead.start_redis()
-    fakes_url = f"http://127.0.0.1:{overhead.free_port()}"
+    fakes_url, tool_port = f"http://127.0.0.1:{overhead.free_port()}", overhead.free_port()
+    tool_url = f"http://127.0.0.1:{tool_port}/tool"
     receiver_url = f"http://127.0.0.1:{overhead.free_port()}"
     log_dir = ROOT / "bench" / "results"
     log_dir.mkdir(parents=True, exist_ok=True)
     procs: list[subprocess.Popen[bytes]] = []
-    orchs: dict[str, Orchestrator] = {}
+    orchs: dict[str, overhead.Orchestrator] = {}
     try:
         procs.append(subprocess.Popen([sys.executable, str(ROOT / "bench" / "overhead.py"), "--serve-fakes",
-                                       fakes_url.rsplit(":", 1)[1], "--delay", str(args.delay), "--tool-delay", "0.005"]))  # fmt: skip
-        overhead.wait_http(fakes_url + "/tool", procs[-1], "the fake role services")
+                                       fakes_url.rsplit(":", 1)[1], str(tool_port), "--delay", str(args.delay), "--tool-delay", "0.005"]))  # fmt: skip
+        overhead.wait_http(tool_url, procs[-1], "the fake role services")
         procs.append(subprocess.Popen([sys.executable, __file__, "--serve-receiver", receiver_url.rsplit(":", 1)[1]]))
         overhead.wait_http(receiver_url + "/count", procs[-1], "the OTLP receiver")
-        orchs["off"] = Orchestrator("off", redis_url, fakes_url, {}, log_dir)
-        orchs["on"] = Orchestrator("on", redis_url, fakes_url, {
+        orchs["off"] = orchestrator("off", redis_url, fakes_url, {}, log_dir)
+        orchs["on"] = orchestrator("on", redis_url, fakes_url, {
             "OTEL_EXPORTER_OTLP_ENDPOINT": receiver_url, "OTEL_SERVICE_NAME": "umi-orchestrator-bench",
         }, log_dir)  # fmt: skip
-        results = overhead.run(measure(args, orchs, fakes_url + "/tool", receiver_url))
+        results = overhead.run(measure(args, orchs, tool_url, receiver_url))
     finally:
         for orch in orchs.values():
             orch.stop()

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response, StreamingResponse
+from pydantic import ValidationError
 
 from orchestrator.chats import Principal
 from orchestrator.models import ChatDoc, Step
@@ -54,7 +55,7 @@ from orchestrator.openai_api import (
 )
 from orchestrator.openai_models import REFUSED_RESPONSES, Message, ResponsesRequest
 from orchestrator.settings import Settings
-from umi.http_errors import OPENAI_ERROR_RESPONSES
+from umi.http_errors import OPENAI_ERROR_RESPONSES, field_path
 from umi.sse import encode_event
 
 if TYPE_CHECKING:
@@ -76,11 +77,29 @@ def parse_response_id(value: str, param: str) -> tuple[str, int]:
 
 
 def input_messages(body: ResponsesRequest) -> list[Message]:
-    """The request's ``instructions`` and ``input`` as chat-completions messages (400 naming the item)."""
+    """The request's ``instructions`` and ``input`` as chat-completions messages (400 naming the
+    item, also for an item whose fields are not a message's)."""
+    where = ["instructions"]  # the part being read, for the error's param
+    try:
+        messages = _input_messages(body, where)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        # the message's own fields only: not the union members pydantic tried (``content.str``)
+        loc = [part for part in first["loc"] if isinstance(part, int) or part in Message.model_fields][:1]
+        param = field_path((where[0], *loc)) if where[0] not in ("input", "instructions") else where[0]
+        raise bad(f"{param}: {first['msg']}", param) from None
+    if not messages or messages[-1].role == "system":
+        raise bad("the input has no message to answer", "input")
+    return messages
+
+
+def _input_messages(body: ResponsesRequest, where: list[str]) -> list[Message]:
     messages = [Message(role="system", content=body.instructions)] if body.instructions else []
     if isinstance(body.input, str):
+        where[0] = "input"
         return [*messages, Message(role="user", content=body.input)]
     for i, item in enumerate(body.input):
+        where[0] = f"input[{i}]"
         kind = item.get("type", "message")
         if kind == "message" and item.get("role") in ("system", "developer", "user", "assistant"):
             messages.append(Message(role=item["role"], content=item.get("content")))

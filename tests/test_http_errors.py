@@ -6,12 +6,16 @@ before a handler needs Redis or an engine.
 
 from __future__ import annotations
 
+
+
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -21,7 +25,7 @@ from orchestrator.models import ChatRequest
 from orchestrator.settings import Settings
 from services import planner
 from umi.engines import EngineError, EngineRequestError, EngineStartError, EngineUnavailable
-from umi.http_errors import HttpError, field_path
+from umi.http_errors import HttpError, field_path, lone_surrogate_at
 from umi.service.app import create_app as create_role_service
 from umi.service.errors import as_service_error
 from umi.service.settings import ServiceSettings
@@ -203,3 +207,30 @@ def test_openapi_declares_every_error_status_with_the_error_body(make: Any) -> N
             assert schema == {"$ref": ERROR_SCHEMA}, f"{name} {status}: {schema}"
         seen += 1
     assert seen >= 6
+
+
+def test_a_json_body_with_a_lone_surrogate_escape_is_a_422_not_a_500(api: Api) -> None:
+    response = api.client.post(api.post_path, content=b'{"query": "q", "metadata": {"a": "\\ud800"}}',
+                               headers={"content-type": "application/json"})  # fmt: skip
+    error = error_of(response, 422)
+    assert error["field"] is None and "lone surrogate" in error["message"]
+
+
+def test_openai_routes_refuse_a_lone_surrogate_in_their_own_error_shape() -> None:
+    app = orchestrator_api().app
+    response = TestClient(app).post("/v1/chat/completions", content=b'{"model": "alpha-umi", "messages": '
+                                    b'[{"role": "user", "content": "\\udfff\\ud800x"}]}',
+                                    headers={"content-type": "application/json"})  # fmt: skip
+    assert response.status_code == 400 and "lone surrogate" in response.json()["error"]["message"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=0xFFFF)))
+def test_the_surrogate_scan_agrees_with_the_json_parser(text: str) -> None:
+    body = json.dumps({"a": text}).encode()  # ensure_ascii: every surrogate is an escape
+    try:
+        json.loads(body)["a"].encode("utf-8")
+        valid = True
+    except UnicodeEncodeError:
+        valid = False
+    assert (lone_surrogate_at(body) is None) == valid

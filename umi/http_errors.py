@@ -36,6 +36,7 @@ OpenAI's error body (:func:`openai_error_response`), the same errors in another 
 from __future__ import annotations
 
 import json
+import re
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
@@ -271,9 +272,35 @@ def error_responses(*statuses: int, descriptions: Mapping[int, str] | None = Non
     return {status: {"model": ErrorBody, "description": described.get(status, "error")} for status in statuses}
 
 
+_JSON_ESCAPE = re.compile(rb"\\(u[0-9a-fA-F]{4}|.)", re.DOTALL)
+
+
+def lone_surrogate_at(body: bytes) -> int | None:
+    """The byte offset of the first ``\\uD800``-``\\uDFFF`` escape in JSON text that is not half of
+    a surrogate pair, or None. Python's JSON parser takes such an escape (RFC 8259 allows the
+    syntax) and yields a string that is not Unicode, which breaks later (validation, encoding,
+    Redis) instead of at the request: the body is refused up front."""
+    if b"\\u" not in body and b"\\U" not in body:
+        return None
+    pending: int | None = None  # the offset of a high surrogate waiting for its low half
+    for m in _JSON_ESCAPE.finditer(body):
+        escape = m.group(1)
+        code = int(escape[1:], 16) if len(escape) == 5 else None
+        if pending is not None and (code is None or not 0xDC00 <= code <= 0xDFFF or m.start() != pending + 6):
+            return pending
+        if code is not None and 0xD800 <= code <= 0xDBFF:
+            pending = m.start()
+        elif code is not None and 0xDC00 <= code <= 0xDFFF and pending is None:
+            return m.start()
+        else:
+            pending = None
+    return pending
+
+
 class BodyLimit:
     """ASGI middleware: 413 (``limit``, ``field: "body"``) for a request body over ``max_bytes``,
-    by Content-Length or while it streams in.
+    by Content-Length or while it streams in; 422 (``invalid_request``, ``field: null``) for a
+    JSON body with a lone surrogate escape (``lone_surrogate_at``).
 
     A streamed body over the limit gets the 413 at once; the app then sees the client gone and
     whatever it still sends is dropped.
@@ -291,17 +318,30 @@ class BodyLimit:
             if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
                 return await self._refuse(scope, receive, send)
         seen, refused = 0, False
+        parts: list[bytes] = []
 
         async def limited_receive() -> dict[str, Any]:
             nonlocal seen, refused
             if refused:
                 return {"type": "http.disconnect"}
             message = await receive()
-            seen += len(message.get("body", b""))
+            chunk = message.get("body", b"")
+            seen += len(chunk)
             if seen > self.max_bytes:
                 refused = True
                 await self._refuse(scope, receive, send)
                 return {"type": "http.disconnect"}
+            if message.get("type") == "http.request":
+                parts.append(chunk)
+                if not message.get("more_body", False):
+                    at = lone_surrogate_at(parts[0] if len(parts) == 1 else b"".join(parts))
+                    if at is not None:
+                        refused = True
+                        message_text = f"the body is not valid Unicode: a lone surrogate escape at byte {at}"
+                        await shaped(self.shapes, scope.get("path", ""), HttpError(422, "invalid_request", message_text))(
+                            scope, receive, send
+                        )
+                        return {"type": "http.disconnect"}
             return message
 
         async def guarded_send(message: dict[str, Any]) -> None:

@@ -82,3 +82,11 @@ def test_unknown_responses_and_refused_parameters_are_openai_errors(orch):
     with pytest.raises(openai.BadRequestError) as refused:
         client.responses.create(model="alpha-umi", input=QUERY, background=True)
     assert refused.value.param == "background"  # type: ignore[attr-defined]
+
+
+def test_bad_input_is_a_400_naming_it_streamed_or_not(orch):
+    for stream in (False, True):
+        for body, param in (({"input": []}, "input"), ({"input": [{"role": "user", "content": 5}]}, "input[0].content"),
+                            ({"input": "hi", "instructions": 5}, "instructions")):  # fmt: skip
+            answer = orch.client.post("/v1/responses", json={"model": "alpha-umi", "stream": stream, **body})
+            assert (answer.status_code, answer.json()["error"]["param"]) == (400, param), (stream, body)
