@@ -7,6 +7,8 @@ the order of the mapping it was validated from.
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -248,6 +250,25 @@ def _identity(tool: ToolDoc | OpenAITool | ToolBenchAPI) -> str:
     return type(tool).__name__ + json.dumps(body, sort_keys=True)
 
 
+_CONVERTED: OrderedDict[str, ToolDoc] = OrderedDict()
+_CONVERTED_MAX = 4096
+
+
+def _converted(tool: OpenAITool | ToolBenchAPI, key: str) -> ToolDoc:
+    """The tool's doc, converted once per distinct definition: a chat sends the same tools on
+    every step, and a schema with references costs milliseconds to convert (the most recently
+    used ``_CONVERTED_MAX`` are kept). ``key`` is ``_identity(tool)``."""
+    doc = _CONVERTED.get(key)
+    if doc is None:
+        doc = tooldoc_from_openai(tool) if isinstance(tool, OpenAITool) else tooldoc_from_toolbench(tool)
+        _CONVERTED[key] = doc
+        if len(_CONVERTED) > _CONVERTED_MAX:
+            _CONVERTED.popitem(last=False)
+    else:
+        _CONVERTED.move_to_end(key)
+    return doc
+
+
 def to_tooldocs(tools: Iterable[ToolInput]) -> list[ToolDoc]:
     """Accept ToolDocs, OpenAI function tools or ToolBench API docs, in any mix.
 
@@ -255,22 +276,19 @@ def to_tooldocs(tools: Iterable[ToolInput]) -> list[ToolDoc]:
     made distinct by :func:`model_names` (ToolDocs keep theirs unless another tool has it first).
     """
     typed: list[ToolDoc | OpenAITool | ToolBenchAPI] = []
+    identities: list[str] = []
     seen: set[str] = set()
     for tool in tools:
         one = _typed(tool)
         identity = _identity(one)
         if identity not in seen:
             seen.add(identity)
+            identities.append(identity)
             typed.append(one)
     names = model_names([_full_name(t) for t in typed])
     docs: list[ToolDoc] = []
-    for tool, name in zip(typed, names, strict=True):
-        if isinstance(tool, ToolDoc):
-            doc = tool
-        elif isinstance(tool, OpenAITool):
-            doc = tooldoc_from_openai(tool)
-        else:
-            doc = tooldoc_from_toolbench(tool)
+    for tool, identity, name in zip(typed, identities, names, strict=True):
+        doc = tool if isinstance(tool, ToolDoc) else _converted(tool, identity)
         if doc.Name != name:
             doc = doc.model_copy(update={"Name": name})
         docs.append(doc)
