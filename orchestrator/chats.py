@@ -26,9 +26,6 @@ from umi.http_errors import HttpError
 
 log = logging.getLogger("umi.orchestrator")
 
-# An error answer ``{"error": {"type", "message", "field"}}`` with its status (umi.http_errors).
-
-
 @dataclass(frozen=True)
 class Principal:
     """Who calls: the owner fingerprint of their API key ("" without keys), and admin rights."""
@@ -65,7 +62,8 @@ class Chats:
         self.supervisor = supervisor
         self.hub = hub
         self.metrics = metrics
-        self.policy = EndpointPolicy(settings.allowlist)
+        self.policy = mcp.policy if mcp is not None else EndpointPolicy(settings.allowlist)
+        """The tool runner's policy (through ``mcp``), whose rules without DNS run at create time."""
 
     def check_endpoints(self, request: ChatRequest) -> None:
         """The tool policy's rules that need no DNS (``EndpointPolicy.check_static``: URL,

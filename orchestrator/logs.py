@@ -6,10 +6,10 @@ from __future__ import annotations
 import contextvars
 import logging
 
-from umi.logs import JsonFormatter, configure_json_logs
+from umi.logs import configure_json_logs
 from umi.tracing import TraceLogFilter
 
-__all__ = ["ContextFilter", "JsonFormatter", "bind", "configure", "install_context_filter"]
+__all__ = ["ContextFilter", "bind", "configure", "install_context_filter"]
 
 _chat_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("umi_chat_id", default=None)
 _step: contextvars.ContextVar[int | None] = contextvars.ContextVar("umi_step", default=None)

@@ -43,8 +43,6 @@ from umi.tracing import record_error as trace_error
 
 log = logging.getLogger("umi.orchestrator")
 
-__all__ = ["ChatLoop", "Detached"]
-
 
 class _Answered(Protocol):
     """What every role response carries (umi.roleapi)."""

@@ -27,11 +27,12 @@ import socket
 import uuid
 
 from orchestrator.events import EventHub
-from orchestrator.loop import ChatLoop, Detached
+from orchestrator.loop import ChatLoop
 from orchestrator.metrics import Metrics
 from orchestrator.models import ChatDoc, ChatError
 from orchestrator.settings import Settings
 from orchestrator.state import ChatState
+from orchestrator.writer import Detached
 from orchestrator.store import ChatStore, StoreError
 
 log = logging.getLogger("umi.orchestrator")

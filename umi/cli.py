@@ -24,6 +24,7 @@ from types import ModuleType
 from umi.chat_cli import ChatCliError, add_chat_parser
 from umi.demo.cli import add_demo_parser
 from umi.eval.cli import USER_ERRORS as EVAL_USER_ERRORS
+from umi.settings_cli import EXIT_USAGE
 from umi.eval.cli import add_eval_parser
 from umi.train.cli import USER_ERRORS as TRAIN_USER_ERRORS
 from umi.train.cli import add_train_parser
@@ -38,7 +39,6 @@ from umi.format import (
     render_prompt,
 )
 
-EXIT_USAGE = 2
 
 # `umi serve NAME ARGS...` imports this module and calls its `serve(ARGS)`; its `serve_parser()`
 # (umi.settings_cli) reads --host, --port and the settings flags, and answers NAME --help.

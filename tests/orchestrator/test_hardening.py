@@ -163,9 +163,13 @@ def test_a_caller_answer_with_invalid_arguments_is_an_error_observation_and_the_
 # ---------------------------------------------------------------- 5. the stack is never a tool
 
 
-def test_the_default_allowlist_allows_nothing() -> None:
-    allowlist = Settings().allowlist
-    assert (allowlist.names, allowlist.networks) == (frozenset(), ())
+def test_the_default_allowlist_refuses_every_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("UMI_TOOL_ALLOWLIST", raising=False)
+    policy = EndpointPolicy(Settings().allowlist)
+    for url in ("http://localhost:8300/tools/x", "http://127.0.0.1/x", "https://api.example.com/v1"):
+        with pytest.raises(Refused) as refused:
+            policy.check_static(url)
+        assert refused.value.reason == "not_allowlisted"
 
 
 class _Resolver:

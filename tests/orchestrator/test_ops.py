@@ -11,7 +11,7 @@ from tests.support.orchestrator_fakes import Fail, free_port, tool
 
 from tests.support.metrics import metric_value
 
-from orchestrator.logs import JsonFormatter
+from umi.logs import JsonFormatter
 from orchestrator.settings import Settings
 
 

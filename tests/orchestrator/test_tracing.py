@@ -11,7 +11,8 @@ from collections.abc import Callable
 import pytest
 from opentelemetry.trace import StatusCode
 
-from orchestrator.logs import ContextFilter, JsonFormatter
+from orchestrator.logs import ContextFilter
+from umi.logs import JsonFormatter
 from tests.orchestrator.conftest import Orch
 from tests.support.orchestrator_fakes import Fail, FakeRoles, ToolServer, tool
 from tests.support.tracing import by_name, memory_spans, trace_id_of

@@ -270,7 +270,7 @@ class Stack:
 
     def stop(self) -> list[int]:
         """Stop every server (SIGTERM, then SIGKILL after the grace period) and what they started.
-        Returns the pids still alive afterwards (normally none). Ctrl-C cannot interrupt it."""
+        Returns the pids still alive afterwards (normally none). Neither Ctrl-C nor SIGTERM or SIGHUP can interrupt it."""
         with _sigint_ignored():
             self.leftover = stop_processes(list(self.servers.values()), self.config.stop_grace_s)
         return self.leftover
@@ -285,16 +285,22 @@ class Stack:
         self.stop()
 
 
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+"""Ignored while the stack stops: a second Ctrl-C, or the SIGTERM that make passes on after its
+own, must not cut the clean-up short."""
+
+
 @contextlib.contextmanager
 def _sigint_ignored() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in _STOP_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 @contextlib.contextmanager
