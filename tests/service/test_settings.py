@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from umi.service import settings as settings_module
-from umi.service.settings import SettingsProblem, load_settings
+from umi.service.settings import load_settings
+from umi.settings_cli import SettingsProblem
 
 
 @pytest.fixture(autouse=True)

@@ -70,4 +70,3 @@ def demo_tasks(seed: int = CORPUS_SEED, load_size: int = 12) -> DemoTasks:
     population = first_of_kind(v2, f"one:{NEW_TOOL}")
     assert population is not None, "the v2 held-out split has a population question"
     return DemoTasks(examples=examples, load=load, new_tool=task_from(population, NEW_TOOL))
-    return DemoTasks(examples=examples, load=load, new_tool=new_tool)

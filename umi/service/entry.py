@@ -15,7 +15,8 @@ import uvicorn
 from umi.logs import configure_json_logs
 from umi.service.app import create_app
 from umi.service.roles import RoleSpec
-from umi.service.settings import ServiceSettings, SettingsProblem
+from umi.service.settings import ServiceSettings
+from umi.settings_cli import SettingsProblem
 from umi.service.weights import is_hub_id
 from umi.settings_cli import SettingsParser, parse_or_exit, settings_parser
 from umi.tracing import configure_tracing

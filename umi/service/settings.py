@@ -16,7 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from umi.engines import EngineOptions
 from umi.engines.vllm_serve import MAX_LORA_RANKS
 from umi.format.templates import DEFAULT_SYSTEM_PREFIX, PromptVariant
-from umi.settings_cli import SettingsProblem, load, settings_parser
+from umi.settings_cli import load, settings_parser
 
 EngineKind = Literal["vllm", "transformers", "url"]
 SwapStrategy = Literal["blue_green", "in_place"]
