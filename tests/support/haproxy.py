@@ -4,12 +4,15 @@
 ``server`` line per given replica in place of each backend's DNS ``server-template`` (what
 docs/deployment.md tells a team with a fixed list to do), binds every frontend and the stats
 page on free ports of 127.0.0.1, starts ``haproxy -db -f`` (scripts/ensure-haproxy.sh installs
-it), waits until the frontends listen, and yields role -> base URL of that role's frontend.
+it), waits until the frontends listen, and yields role -> base URL of that role's frontend
+(a :class:`Frontends`, which also reads HAProxy's view of the servers from its stats page).
 HAProxy is always stopped on the way out. A role that is not given has no servers (503).
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import re
 import shutil
@@ -18,6 +21,8 @@ import socket
 import subprocess
 import tempfile
 import time
+
+import httpx
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -62,6 +67,23 @@ def render_config(backends: Mapping[str, Sequence[str]], source: Path = HAPROXY_
     return text
 
 
+class Frontends(dict[str, str]):
+    """role -> base URL of its frontend; ``stats_url`` is HAProxy's stats page."""
+
+    stats_url: str
+
+    def stats(self, role: str) -> dict[str, dict[str, str]]:
+        """The rows of HAProxy's CSV stats for ``role``'s backend: server name (or ``BACKEND``) ->
+        field -> value (``status``; ``wretr``, retries; ``wredis``, redispatches; ``hrsp_5xx``...)."""
+        text = httpx.get(self.stats_url + "/stats;csv", timeout=5).raise_for_status().text
+        rows = csv.DictReader(io.StringIO(text.lstrip("# ")))
+        return {r["svname"]: r for r in rows if r["pxname"] == role and r["svname"] != "FRONTEND"}
+
+    def server_status(self, role: str) -> dict[str, str]:
+        """HAProxy's status of each server of ``role``'s backend (``planner-1`` -> UP, DOWN, MAINT...)."""
+        return {name: row["status"] for name, row in self.stats(role).items() if name != "BACKEND"}
+
+
 def _listening(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(0.2)
@@ -69,13 +91,14 @@ def _listening(port: int) -> bool:
 
 
 @contextmanager
-def run_haproxy(backends: Mapping[str, Sequence[str]]) -> Iterator[dict[str, str]]:
+def run_haproxy(backends: Mapping[str, Sequence[str]]) -> Iterator[Frontends]:
     """HAProxy with the shipped config in front of ``backends`` (role -> replica base URLs);
     yields role -> base URL of that role's frontend (every role of the config). Raises
     RuntimeError when haproxy is missing or does not start (its log in the message)."""
     binary = haproxy_binary()
     ports = {role: free_port() for role in ROLES}
-    env = {**os.environ, "LB_STATS_BIND": f"127.0.0.1:{free_port()}"}
+    stats_port = free_port()
+    env = {**os.environ, "LB_STATS_BIND": f"127.0.0.1:{stats_port}"}
     env.update({f"LB_{role.upper()}_BIND": f"127.0.0.1:{port}" for role, port in ports.items()})
     with tempfile.TemporaryDirectory(prefix="umi-haproxy-") as tmp:
         cfg = Path(tmp) / "haproxy.cfg"
@@ -89,7 +112,9 @@ def run_haproxy(backends: Mapping[str, Sequence[str]]) -> Iterator[dict[str, str
                     if proc.poll() is not None or time.monotonic() > deadline:
                         raise RuntimeError(f"haproxy did not start: {log_path.read_text(errors='replace')[-2000:]}")
                     time.sleep(0.05)
-                yield {role: f"http://127.0.0.1:{port}" for role, port in ports.items()}
+                frontends = Frontends({role: f"http://127.0.0.1:{port}" for role, port in ports.items()})
+                frontends.stats_url = f"http://127.0.0.1:{stats_port}"
+                yield frontends
             finally:
                 if proc.poll() is None:
                     proc.send_signal(signal.SIGTERM)
