@@ -7,7 +7,9 @@ and the caller, real `umi serve ROLE` processes on fake vLLM engines (tests/supp
 - the drain on SIGTERM: /ready answers 503 while the service still listens and serves, a request
   in flight when the listener closes still completes, then the process exits;
 - a rolling restart under load (SIGTERM one replica at a time and start it again, as a rollout
-  does): no chat fails.
+  does): no chat fails;
+- a replica that closes connections without answering (as one that died mid-request does) while
+  its /ready still says 200: HAProxy sends those requests to the other replica.
 
 The fake engines answer "Using <role>. Next: caller." to everything: the planner always hands on
 to the caller, whose call names no tool, so each chat alternates planner and caller steps until
@@ -18,6 +20,8 @@ from __future__ import annotations
 
 import re
 import signal
+import socket
+import socketserver
 import threading
 import time
 from collections import Counter, defaultdict
@@ -133,6 +137,37 @@ def test_a_rolling_restart_under_load_fails_no_chat(fleet, balancer, lb_orch) ->
     for replica in (r for group in fleet.values() for r in group):
         assert replica.starts == 2
         assert "draining: /ready answers 503" in (replica.log_dir / f"{replica.name}-1.log").read_text()
+
+
+class HangUp(socketserver.BaseRequestHandler):
+    """Answers GET /ready with 200; closes any other request's connection without a byte."""
+
+    posts = 0
+
+    def handle(self) -> None:
+        request = self.request.recv(65536)
+        if request.startswith(b"GET /ready "):
+            self.request.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}")
+        else:
+            type(self).posts += 1
+        self.request.shutdown(socket.SHUT_RDWR)
+
+
+def test_a_connection_closed_without_an_answer_is_sent_to_the_other_replica(fleet) -> None:
+    with socketserver.ThreadingTCPServer(("127.0.0.1", 0), HangUp) as hang_up:
+        threading.Thread(target=hang_up.serve_forever, daemon=True).start()
+        try:
+            dead = f"http://127.0.0.1:{hang_up.server_address[1]}"
+            with run_haproxy({"planner": [dead, fleet["planner"][1].url]}) as lb:
+                wait_until(lambda: set(lb.server_status("planner").values()) == {"UP"}, 30, "both servers UP")
+                body = {"tools": [], "history": [{"role": "user", "content": "hi"}]}
+                # without X-Umi-Chat-Id HAProxy goes round-robin: every other request meets the hang-up first
+                answers = [httpx.post(lb["planner"] + "/v1/plan", json=body, timeout=30) for _ in range(6)]
+                backend = lb.stats("planner")["BACKEND"]
+        finally:
+            hang_up.shutdown()
+    assert [a.status_code for a in answers] == [200] * 6
+    assert HangUp.posts >= 3 and int(backend["wredis"]) >= 3, (HangUp.posts, backend["wretr"], backend["wredis"])
 
 
 def test_sigterm_turns_ready_to_503_and_the_request_in_flight_completes(fleet, balancer) -> None:
