@@ -37,11 +37,11 @@ from tests.support.haproxy import Frontends, run_haproxy
 from tests.support.orchestrator_fakes import tool
 from tests.support.replicas import Replica, replicas
 from tests.support.servers import wait_until
-from umi.sse import read_events
+from umi.sse import Event, read_events
 
 pytestmark = pytest.mark.redis
 ROLES = ("planner", "caller")
-DRAIN_DELAY_S = 2.0  # above HAProxy's check inter 1s x fall 1, as docs/deployment.md#haproxy says
+DRAIN_DELAY_S = 2.0  # above HAProxy's check inter 1s x fall 1, as docs/deployment.md#haproxy-in-front-of-role-replicas says
 MAX_STEPS = 4  # planner turns of a chat (each followed by a caller step)
 MARK = re.compile(r"chat-marker-(\d+)")
 
@@ -175,7 +175,7 @@ def test_sigterm_turns_ready_to_503_and_the_request_in_flight_completes(fleet, b
     replica = fleet["planner"][0]
     replica.engine_call("POST", "/fake/inject", json={"hold_streams": True})  # streams stop after one token
     body = {"tools": [], "history": [{"role": "user", "content": "a long answer"}], "stream": True}
-    events: list = []
+    events: list[Event] = []
 
     def in_flight() -> None:
         with httpx.stream("POST", replica.url + "/v1/plan", json=body, timeout=60) as response:
@@ -184,7 +184,7 @@ def test_sigterm_turns_ready_to_503_and_the_request_in_flight_completes(fleet, b
     client = threading.Thread(target=in_flight)
     client.start()
     try:
-        wait_until(lambda: len(replica.completions()) and replica.completions()[-1]["prompt"].find("a long answer") >= 0, 10, "the request at the engine")
+        wait_until(lambda: any("a long answer" in c["prompt"] for c in replica.completions()), 10, "the request at the engine")
         replica.sigterm()
         wait_until(lambda: httpx.get(replica.url + "/ready", timeout=5).status_code == 503, 5, "/ready 503")
         drained = httpx.get(replica.url + "/ready", timeout=5).json()
