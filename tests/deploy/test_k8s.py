@@ -121,9 +121,11 @@ def test_images_commands_ports_env_and_probes_name_what_exists(rendered) -> None
                 else:
                     assert (ROOT / "models" / model.removeprefix("/models/")).is_dir(), model
                 drain_s = float(env.get("UMI_DRAIN_TIMEOUT_S") or ServiceSettings.model_fields["drain_timeout_s"].default)
+                delay_s = float(env.get("UMI_DRAIN_DELAY_S") or ServiceSettings.model_fields["drain_delay_s"].default)
                 stop_s = ServiceSettings.model_fields["engine_stop_grace_s"].default
                 pre_stop_s = container["lifecycle"]["preStop"]["sleep"]["seconds"]
-                assert spec["terminationGracePeriodSeconds"] > pre_stop_s + drain_s + stop_s, (name, part)
+                # the SIGTERM path (umi.service.drain): preStop, then the drain delay, the drain, the engine's stop
+                assert spec["terminationGracePeriodSeconds"] > pre_stop_s + delay_s + drain_s + stop_s, (name, part)
 
 
 def test_services_policies_budgets_and_scalers_point_at_what_is_rendered(rendered) -> None:  # type: ignore[no-untyped-def]

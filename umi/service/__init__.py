@@ -14,6 +14,7 @@
     metrics.py         Prometheus metrics in a per-app registry
     errors.py          engine errors as umi.http_errors answers; error metrics
     entry.py           `umi serve ROLE` and `python -m services.ROLE`
+    drain.py           DrainingServer: the SIGTERM order (/ready 503, delay, drain, engines stop)
 """
 
 from umi.service.app import RoleService, create_app

@@ -11,9 +11,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import uvicorn
+from uvicorn.config import STARTUP_FAILURE
 
 from umi.logs import configure_json_logs
 from umi.service.app import create_app
+from umi.service.drain import DrainingServer
 from umi.service.roles import RoleSpec
 from umi.service.settings import ServiceSettings
 from umi.settings_cli import SettingsProblem
@@ -37,16 +39,23 @@ def serve_parser(role: str) -> SettingsParser:
 
 
 def serve(spec: RoleSpec, argv: Sequence[str] = ()) -> None:
-    """Run the role service in the foreground until SIGINT/SIGTERM (engines are stopped on the way out)."""
+    """Run the role service in the foreground until SIGINT/SIGTERM: SIGTERM drains first
+    (umi.service.drain: /ready 503, UMI_DRAIN_DELAY_S, in-flight requests within
+    UMI_DRAIN_TIMEOUT_S), then the engines stop. Exits 3 (uvicorn's start-up failure) when the
+    server did not start."""
     args, settings = parse_or_exit(serve_parser(spec.role), argv, check=_check_local_paths)
     configure_json_logs(settings.log_level)  # JSON lines with trace_id and span_id, like the orchestrator's
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per engine call and health probe otherwise
     configure_tracing(f"umi-{spec.role}")  # OTEL_* variables; off unless they ask (umi.tracing)
     app = create_app(spec, settings)
-    uvicorn.run(
+    config = uvicorn.Config(
         app, host=args.host, port=args.port, log_config=None, log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=int(settings.drain_timeout_s),
     )  # fmt: skip
+    server = DrainingServer(config, app.state.service.manager, settings.drain_delay_s)
+    server.run()
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)
 
 
 ServeFunction = Callable[[Sequence[str]], None]

@@ -80,7 +80,14 @@ class ServiceSettings(BaseSettings):
     # --- swaps and supervision
     admin_token: SecretStr | None = Field(None, description="bearer token of /admin/* (unset: admin API disabled)")
     swap_strategy: SwapStrategy = Field("blue_green", description="default strategy of full-weight swaps")
-    drain_timeout_s: float = Field(60.0, gt=0, description="how long in-flight requests may finish on old weights")
+    drain_timeout_s: float = Field(
+        60.0, gt=0, description="how long in-flight requests may finish: on old weights after a swap, or after SIGTERM before the process stops"
+    )
+    drain_delay_s: float = Field(
+        0.0, ge=0, le=300,
+        description="after SIGTERM: seconds /ready answers 503 while the service still listens and serves, before it "
+        "closes the listener and drains (behind HAProxy: above its check inter x fall; Kubernetes: 0, the pod's preStop sleep does it)",
+    )  # fmt: skip
     pause_timeout_s: float = Field(300.0, gt=0, description="how long a request waits while an in-place swap pauses the engine")
     warmup_max_tokens: int = Field(4, ge=1, description="tokens the warm-up generation asks for")
     engine_start_timeout_s: float = Field(900.0, gt=0, description="engine start until /health answers 200")

@@ -101,6 +101,7 @@ class WeightsManager:
         self.progress: SwapProgress | None = None
         self.last_swap: SwapReport | None = None
         self.failure: str | None = None  # why the first engine can never start (a usage error): no retries
+        self.draining = False  # the process is stopping (SIGTERM): /ready answers 503, requests are still served
         self._lock = asyncio.Lock()
         self._not_paused = asyncio.Event()
         self._not_paused.set()
@@ -177,7 +178,13 @@ class WeightsManager:
     def paused(self) -> bool:
         return not self._not_paused.is_set()
 
+    def drain(self) -> None:
+        """The process is stopping: :meth:`ready` is False from now on (umi.service.drain)."""
+        self.draining = True
+
     def state(self) -> str:
+        if self.draining:
+            return "draining"
         if self.current is None:
             return "failed" if self.failure else EngineState.STARTING.value
         if self.paused:
