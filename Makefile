@@ -22,10 +22,12 @@ $(STAMP): pyproject.toml
 	@echo "== make setup: done ($(BIN)/umi, $(BIN)/python)"
 
 # A private Redis server for the run (installed with apt-get if missing and root), Debian's chromium
-# for the viewer's browser test (scripts/ensure-chromium.sh, likewise), a real MCP server from PyPI
-# in its own venv (scripts/ensure-mcp-time.sh), then pytest.
+# for the viewer's browser test (scripts/ensure-chromium.sh, likewise), Debian's haproxy for the
+# load-balancer tests (scripts/ensure-haproxy.sh, likewise), a real MCP server from PyPI in its own
+# venv (scripts/ensure-mcp-time.sh), then pytest.
 test: setup
 	@scripts/ensure-chromium.sh
+	@scripts/ensure-haproxy.sh
 	@PYTHON=$(PYTHON) scripts/ensure-mcp-time.sh
 	scripts/with-redis.sh $(BIN)/python -m pytest $(PYTEST_ARGS)
 

@@ -141,7 +141,7 @@ class ChatLoop:
     def _request(self, state: ChatState, role: str, thought: str | None = None) -> RoleRequest:
         return RoleRequest(
             history=state.history, tools_json=None if role == "summarizer" else state.tools_json, thought=thought,
-            sampling_json=state.sampling_json[role],
+            sampling_json=state.sampling_json[role], chat_id=state.chat_id,
         )  # fmt: skip
 
     @staticmethod

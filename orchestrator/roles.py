@@ -6,6 +6,8 @@ the backoff cap). Not retried: other 4xx (the request is wrong and stays wrong) 
 that is not the role API's response, nor anything else that cannot be read (a body or stream
 that is not UTF-8 or not JSON: ``bad_response``, never an exception of another kind). Streaming (``"stream": true``) forwards ``token`` deltas
 to a callback; a retry after some tokens starts the text again (the callback sees ``attempt``).
+Every request carries the chat id in ``X-Umi-Chat-Id`` (``umi.roleapi.CHAT_ID_HEADER``), for
+the chat affinity of a load balancer in front of replicas (docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pydantic import BaseModel, ValidationError
 
 from orchestrator.metrics import Metrics
 from orchestrator.settings import Settings
-from umi.roleapi import BackboneResponse, CallResponse, PlanResponse, SummarizeResponse
+from umi.roleapi import CHAT_ID_HEADER, BackboneResponse, CallResponse, PlanResponse, SummarizeResponse
 from umi.sse import iter_events
 from umi.tracing import with_trace
 
@@ -45,6 +47,8 @@ class RoleRequest:
     """The caller only: the planner's turn the call follows."""
     sampling_json: str | None = None
     """The request's ``sampling`` object (``umi.roleapi.SamplingParams``) as JSON; None: the role's defaults."""
+    chat_id: str | None = None
+    """The chat the request is a step of: sent as ``X-Umi-Chat-Id`` (load-balancer affinity); None: not sent."""
 
 
 class RoleClient(Protocol):
@@ -179,11 +183,12 @@ class HttpRoleClient:
     async def _request(self, role: Role, model: type[R], request: RoleRequest, on_token: TokenSink | None) -> R:
         """POST one role request; the parsed response model of that role."""
         body = encode_body(request.tools_json, request.history, request.thought, on_token is not None, request.sampling_json)
+        headers = _JSON if request.chat_id is None else {**_JSON, CHAT_ID_HEADER: request.chat_id}
         started = time.perf_counter()
         try:
             for attempt in range(1, self.settings.role_max_attempts + 1):
                 try:
-                    return await self._attempt(role, model, body, on_token, attempt)
+                    return await self._attempt(role, model, body, headers, on_token, attempt)
                 except RoleError as exc:
                     self.metrics.role_errors.labels(role, exc.kind).inc()
                     if not exc.retryable or attempt == self.settings.role_max_attempts:
@@ -199,9 +204,11 @@ class HttpRoleClient:
             delay = max(delay, retry_after)
         return min(delay, _BACKOFF_CAP_S)
 
-    async def _attempt(self, role: str, model: type[R], body: bytes, on_token: TokenSink | None, attempt: int) -> R:
+    async def _attempt(
+        self, role: str, model: type[R], body: bytes, headers: Mapping[str, str], on_token: TokenSink | None, attempt: int
+    ) -> R:  # fmt: skip
         try:
-            async with self.session.post(self.urls[role], data=body, headers=with_trace(_JSON)) as response:
+            async with self.session.post(self.urls[role], data=body, headers=with_trace(headers)) as response:
                 if on_token is None or response.status != 200 or response.content_type != "text/event-stream":
                     data = await response.read()
                     self._raise_for_status(role, response.status, data, response.headers)

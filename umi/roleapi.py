@@ -12,6 +12,9 @@ With ``"stream": true`` a generating endpoint answers ``text/event-stream``: ``t
 whole response body, or one ``error`` event ``{"error": {...}}``.
 Errors are JSON ``{"error": {"type": str, "message": str, "field": str | null}}``
 (``umi.http_errors.ErrorBody``); an engine that is not ready answers 503 with ``Retry-After``.
+The orchestrator sends the chat's id in ``X-Umi-Chat-Id`` (``CHAT_ID_HEADER``) with every role
+request: a load balancer in front of several replicas hashes on it, so that every step of a chat
+reaches the same replica and its prefix cache (deploy/haproxy/haproxy.cfg, docs/scaling.md).
 Every response (and ``/v1/render``) carries ``fit``: a ``PromptFit`` when the prompt rendered from
 the request had to be made to fit the context, null when it fit whole (an optional field: old
 clients ignore it).
@@ -30,6 +33,7 @@ from umi.format.turns import Turn
 ToolSpec = OpenAITool | ToolDoc | ToolBenchAPI
 # vLLM takes a seed that fits in int64 (vllm/entrypoints/openai/protocol.py: torch.iinfo(torch.long)).
 SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1
+CHAT_ID_HEADER = "X-Umi-Chat-Id"
 
 
 class SamplingParams(BaseModel):

@@ -1,5 +1,6 @@
 """The HTTP role client inside the loop: bounded retries of 5xx, Retry-After honoured, 4xx not
-retried, an unreachable service fails the chat with the trajectory so far kept."""
+retried, an unreachable service fails the chat with the trajectory so far kept; every request
+carries the chat id for a load balancer's affinity."""
 
 from __future__ import annotations
 
@@ -51,3 +52,10 @@ def test_a_503_with_retry_after_is_retried_and_the_chat_goes_on(orch, fake_roles
     doc = orch.chat(query="q", tools=[tool("t", tool_server.url + "/echo")]).json()
     assert doc["status"] == "completed"
     assert fake_roles.count("planner") == 3  # one 503, then two planner turns
+
+
+def test_every_role_request_carries_the_chat_id(orch, fake_roles, tool_server) -> None:
+    fake_roles.planner = lambda req: plan("Done.", "conclusion") if req.history[1:] else plan("Go.", "caller")
+    doc = orch.chat(query="q", tools=[tool("t", tool_server.url + "/echo")]).json()
+    assert doc["status"] == "completed"
+    assert fake_roles.chat_ids == {"planner": [doc["chat_id"]] * 2, "caller": [doc["chat_id"]], "summarizer": [doc["chat_id"]]}

@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from umi.format.parsers import NEXT_SUFFIX
 from umi.format.turns import caller_turn_content
 from umi.roleapi import (
+    CHAT_ID_HEADER,
     BackboneRequest,
     CallRequest,
     CallResponse,
@@ -170,7 +171,8 @@ class FakeRoles:
     """The planner, caller, summarizer and backbone services in one app, scripted per test.
 
     A script gets the validated request and returns a response model or a ``Fail``; it may be
-    async (to wait on a gate). ``requests[role]`` keeps every raw JSON body received.
+    async (to wait on a gate). ``requests[role]`` keeps every raw JSON body received,
+    ``chat_ids[role]`` the ``X-Umi-Chat-Id`` header of each (None when absent).
     """
 
     def __init__(self) -> None:
@@ -179,6 +181,7 @@ class FakeRoles:
         self.summarizer: Callable[[SummarizeRequest], Any] = default_summarizer
         self.backbone: Callable[[BackboneRequest], Any] | None = None
         self.requests: dict[str, list[dict]] = defaultdict(list)
+        self.chat_ids: dict[str, list[str | None]] = defaultdict(list)
         self.lock = threading.Lock()
         self.app = self._build()
 
@@ -199,6 +202,7 @@ class FakeRoles:
                 raw = await request.json()
                 with self.lock:
                     self.requests[role].append(raw)
+                    self.chat_ids[role].append(request.headers.get(CHAT_ID_HEADER))
                 req = model.model_validate(raw)  # an invalid request fails the test (500)
                 result = getattr(self, role)(req)
                 if inspect.isawaitable(result):
