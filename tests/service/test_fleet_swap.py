@@ -138,7 +138,7 @@ def test_a_refused_swap_in_the_middle_rolls_back_the_swapped_replicas(
 def test_a_replica_that_fails_its_checks_after_switching_is_rolled_back_with_the_others(
     fleet: Fleet, tiny_models: dict[str, Path], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with fleet(3) as clients:
+    with fleet(2) as clients:
         second = clients[1]
 
         def break_the_second_replica_once_it_switched() -> None:
@@ -151,13 +151,13 @@ def test_a_replica_that_fails_its_checks_after_switching_is_rolled_back_with_the
         breaker = threading.Thread(target=break_the_second_replica_once_it_switched)
         breaker.start()
         code, out, err = umi_swap(capsys, monkeypatch, "--to", str(tiny_models["v2"]), "--version", "v2",
-                                  "--replicas", ",".join(urls(clients)), "--check-window", "3", "--json")
+                                  "--replicas", ",".join(urls(clients)), "--check-window", "2", "--json")
         breaker.join()
         assert code == 1, err
         bad = urls(clients)[1]
         assert re.search(rf"umi swap: error: {re.escape(bad)}: (ready|warm_up|error_rate): ", err), err
         report = json.loads(out)
-        assert [r["outcome"] for r in report["replicas"]] == ["rolled_back", "rolled_back", "untouched"]
+        assert [r["outcome"] for r in report["replicas"]] == ["rolled_back", "rolled_back"]
         for client in clients:
             assert admin_status(client)["model"]["version"] == "v1"
         rollbacks = [(n, phase, status) for n, _, phase, status in steps(err) if phase == "rollback"]
