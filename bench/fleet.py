@@ -19,7 +19,7 @@ the answered ones; the mixed-version chats (a chat answered by v1 after it was a
 and the fleet swap's own report. Prints one line per figure and writes ``bench/results/fleet.json``.
 The load is bounded by ``--max-requests``.
 
-    .venv/bin/python bench/fleet.py [--replicas 3] [--concurrency 6] [--steps 6] [--phase-s 5] \\
+    .venv/bin/python bench/fleet.py [--replicas 3] [--concurrency 6] [--steps 20] [--phase-s 5] \\
         [--check-window 2] [--fake-token-delay 0.005] [--max-tokens 8] [--max-requests 50000]
 """
 
@@ -232,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--replicas", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=6)
-    parser.add_argument("--steps", type=int, default=6, help="planner requests per chat")
+    parser.add_argument("--steps", type=int, default=20, help="planner requests per chat")
     parser.add_argument("--phase-s", type=float, default=5.0)
     parser.add_argument("--settle-s", type=float, default=3.0, help="after a restarted replica is ready")
     parser.add_argument("--check-window", type=float, default=2.0)

@@ -27,7 +27,8 @@ Steps:
    so far, the failing one included when it switched, is rolled back with
    ``POST /admin/weights/rollback``, the failing one first then back to the canary, and each is
    checked to serve its previous version again. A replica that never switched is never rolled
-   back (a rollback walks the replica's history: it would go one step too far).
+   back (a rollback walks the replica's history: it would go one step too far). Ctrl-C while
+   the replicas swap counts as a failure of the replica at hand.
 
 Exit codes (:attr:`FleetSwapReport.exit_code`): 0 every replica serves the target; 1 the swap
 failed and nothing is left changed (preflight failure, or every swapped replica rolled back);
@@ -271,6 +272,7 @@ class FleetSwap:
         self.results = [ReplicaResult(url=url, canary=i == 0) for i, url in enumerate(replicas)]
         self._headers = {"Authorization": f"Bearer {token}"}
         self._weights: dict[str, dict[str, Any]] = {}  # url -> the WeightsRef serving at preflight
+        self._phase: Phase = "preflight"  # the step running now
         self._client: httpx.Client | None = None
 
     # -------------------------------------------------------------------- the run
@@ -298,13 +300,17 @@ class FleetSwap:
                 self._swap_and_check(index, result, swapped)
             except ReplicaFailure as exc:
                 return self._failed(index, exc, swapped)
+            except KeyboardInterrupt:  # Ctrl-C: leave nothing half-done
+                if index not in swapped and self._switched(result):
+                    swapped.append(index)
+                return self._failed(index, ReplicaFailure(self._phase, "interrupted"), swapped)
             self._emit(index, "done", "ok", f"serves {self.target.version}")
         return self._report(None)
 
     def _swap_and_check(self, index: int, result: ReplicaResult, swapped: list[int]) -> None:
-        before = self._requests_by_code(result.url)
+        before: dict[str, float] = {}
         started = time.monotonic()
-        self._step(index, "swap", lambda: self._swap(index, result, swapped))
+        self._step(index, "swap", lambda: self._swap(index, result, swapped, before))
         result.swap_ms = round((time.monotonic() - started) * 1000, 1)
         window_start = time.monotonic()
         self._step(index, "ready", lambda: self._ready(result.url))
@@ -314,6 +320,7 @@ class FleetSwap:
                    f"watching for {self.checks.window_s:g} s")
 
     def _step(self, index: int, phase: Phase, action: Callable[[], str | None], detail: str = "") -> None:
+        self._phase = phase
         self._emit(index, phase, "start", detail)
         try:
             outcome = action()
@@ -359,7 +366,8 @@ class FleetSwap:
             self.target.path, self.target.kind, self.target.version
         )
 
-    def _swap(self, index: int, result: ReplicaResult, swapped: list[int]) -> str:
+    def _swap(self, index: int, result: ReplicaResult, swapped: list[int], before: dict[str, float]) -> str:
+        before.update(self._requests_by_code(result.url))  # the error-rate window starts before the swap
         try:
             response = self.client.post(
                 f"{result.url}/admin/weights", json=self.target.body(), headers=self._headers, timeout=SWAP_TIMEOUT_S
