@@ -136,7 +136,7 @@ def _cmd_swap(args: argparse.Namespace) -> int:
         raise SwapUsageError(str(exc)) from None
     target = SwapTarget(args.to, args.version, args.kind, args.strategy, args.drain_timeout)
     checks = CheckPolicy(window_s=args.check_window, max_error_rate=args.max_error_rate)
-    console.print(f"umi swap {args.role}: {len(replicas)} replicas to {escape(args.to)} version {escape(args.version)} "
+    console.print(f"umi swap {args.role}: {len(replicas)} replica{'s' if len(replicas) > 1 else ''} to {escape(args.to)} version {escape(args.version)} "
                   f"({args.kind}), one at a time", highlight=False)
     report = FleetSwap(role_spec(args.role), target, replicas, token, checks, _printer(console, len(replicas))).run()
     if args.json:

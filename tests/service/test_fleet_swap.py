@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from tests.support.haproxy import run_haproxy
 from tests.support.servers import (
     ADMIN,
     ADMIN_TOKEN,
@@ -31,6 +32,7 @@ from tests.support.servers import (
 from services import planner
 from umi.cli import main
 from umi.engines.process import free_port
+from umi.roleapi import CHAT_ID_HEADER
 from umi.fleet_swap import FleetInputError, ReplicaFailure, error_rate, replicas_from_dns, replicas_from_urls, requests_by_code
 
 Fleet = Callable[..., AbstractContextManager[list[httpx.Client]]]
@@ -162,6 +164,44 @@ def test_a_replica_that_fails_its_checks_after_switching_is_rolled_back_with_the
             assert admin_status(client)["model"]["version"] == "v1"
         rollbacks = [(n, phase, status) for n, _, phase, status in steps(err) if phase == "rollback"]
         assert rollbacks == [(2, "rollback", "start"), (2, "rollback", "ok"), (1, "rollback", "start"), (1, "rollback", "ok")]
+
+
+def test_under_chat_load_through_haproxy_nothing_fails_and_no_chat_goes_back_to_the_old_version(
+    fleet: Fleet, tiny_models: dict[str, Path], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chats: list[list[int | str]] = []  # per chat, in order: the version of each answer, or the failed status
+    stop = threading.Event()
+
+    def chat_loop(lb_url: str) -> None:
+        with httpx.Client(base_url=lb_url, timeout=60) as client:
+            while not stop.is_set() and len(chats) < 400:
+                seen: list[int | str] = []
+                chats.append(seen)
+                chat_id = f"chat-{len(chats)}"
+                for _ in range(8):
+                    r = client.post("/v1/plan", json={"tools": [], "history": [{"role": "user", "content": "hi"}]},
+                                    headers={CHAT_ID_HEADER: chat_id})
+                    seen.append(r.json()["model"]["version"] if r.status_code == 200 else r.status_code)
+
+    with fleet(2) as clients, run_haproxy({"planner": urls(clients)}) as frontends:
+        wait_until(lambda: httpx.post(frontends["planner"] + "/v1/plan", json={"tools": [], "history": [
+            {"role": "user", "content": "hi"}]}).status_code == 200, 30, "HAProxy to see the replicas")
+        workers = [threading.Thread(target=chat_loop, args=(frontends["planner"],)) for _ in range(3)]
+        for w in workers:
+            w.start()
+        try:
+            code, _, err = umi_swap(capsys, monkeypatch, "--to", str(tiny_models["v2"]), "--version", "v2",
+                                    "--replicas", ",".join(urls(clients)), "--check-window", "0.5")
+        finally:
+            stop.set()
+            for w in workers:
+                w.join()
+    assert code == 0, err
+    answers = [a for seen in chats for a in seen]
+    assert answers and all(isinstance(a, str) for a in answers), [a for a in answers if not isinstance(a, str)]
+    assert {"v1", "v2"} <= set(answers)
+    mixed = [seen for seen in chats if "v2" in seen and "v1" in seen[seen.index("v2"):]]
+    assert not mixed  # chat affinity: a chat stays on its replica, and a replica switches once
 
 
 def test_dns_name_swaps_every_address_it_resolves_to(
