@@ -8,6 +8,8 @@
     umi demo    corpus | quality            the demo's synthetic corpus and model quality
     umi config-docs                         docs/configuration.md, from the settings classes
     umi chat    list | show ID              chats of an orchestrator in the terminal (umi.chat_cli)
+    umi swap    ROLE --to PATH --version V (--replicas URLS | --dns NAME[:PORT])
+                                            swap every replica of a role, canary first (umi.swap_cli)
 
 Bad input exits 2 with one line that names the file, the trajectory and the field.
 """
@@ -25,6 +27,7 @@ from umi.chat_cli import ChatCliError, add_chat_parser
 from umi.demo.cli import add_demo_parser
 from umi.eval.cli import USER_ERRORS as EVAL_USER_ERRORS
 from umi.settings_cli import EXIT_USAGE
+from umi.swap_cli import SwapUsageError, add_swap_parser
 from umi.eval.cli import add_eval_parser
 from umi.train.cli import USER_ERRORS as TRAIN_USER_ERRORS
 from umi.train.cli import add_train_parser
@@ -154,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_parser(sub)
     add_demo_parser(sub)
     add_chat_parser(sub)
+    add_swap_parser(sub)
     return parser
 
 
@@ -161,7 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (TrajectoryFileError, UsageError, *EVAL_USER_ERRORS, *TRAIN_USER_ERRORS) as exc:
+    except (TrajectoryFileError, UsageError, SwapUsageError, *EVAL_USER_ERRORS, *TRAIN_USER_ERRORS) as exc:
         print(f"umi: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except ChatCliError as exc:

@@ -23,6 +23,7 @@ from tests.support.servers import (
     ADMIN,
     FAKE_VLLM_COMMAND,
     admin_status,
+    lora_adapter,
     metric_value,
     read_events,
     role_service,
@@ -79,15 +80,6 @@ def vllm_service(tiny_models: dict[str, Path]) -> ServiceMaker:
 
 def fake_state(client: httpx.Client) -> dict[str, Any]:
     return httpx.get(admin_status(client)["engine"]["url"] + "/fake/state").json()
-
-
-def adapter(root: Path, name: str, *markers: tuple[str, str]) -> Path:
-    path = root / name
-    path.mkdir()
-    (path / "adapter_config.json").write_text(json.dumps({"r": 8, "lora_alpha": 16, "target_modules": ["q_proj"]}))
-    for filename, content in markers:
-        (path / filename).write_text(content)
-    return path
 
 
 def marked_copy(source: Path, target: Path, marker: str) -> Path:
@@ -168,7 +160,7 @@ def test_vllm_serve_gets_the_settings_as_flags(vllm_service: ServiceMaker, tiny_
 
 
 def test_lora_swaps_use_versioned_names_flip_the_alias_and_unload_later(vllm_service: ServiceMaker, tmp_path: Path) -> None:
-    a1, a2 = adapter(tmp_path, "caller-lora-a1"), adapter(tmp_path, "caller-lora-a2")
+    a1, a2 = lora_adapter(tmp_path, "caller-lora-a1"), lora_adapter(tmp_path, "caller-lora-a2")
     with vllm_service() as client:
         pid = admin_status(client)["engine"]["pid"]
         with steady_load(str(client.base_url), "/v1/plan", PLAN, workers=2, max_requests=300) as load:
@@ -206,8 +198,8 @@ def test_lora_swaps_use_versioned_names_flip_the_alias_and_unload_later(vllm_ser
 
 
 def test_refused_lora_swaps_keep_the_old_weights(vllm_service: ServiceMaker, tmp_path: Path) -> None:
-    failing = adapter(tmp_path, "fails-to-load", ("FAKE_LOAD_FAILS", ""))
-    bad_warmup = adapter(tmp_path, "fails-warm-up", ("FAKE_WARMUP_FAILS", ""))
+    failing = lora_adapter(tmp_path, "fails-to-load", ("FAKE_LOAD_FAILS", ""))
+    bad_warmup = lora_adapter(tmp_path, "fails-warm-up", ("FAKE_WARMUP_FAILS", ""))
     not_adapter = tmp_path / "not-an-adapter"
     not_adapter.mkdir()
     with vllm_service() as client:
@@ -229,8 +221,8 @@ def test_refused_lora_swaps_keep_the_old_weights(vllm_service: ServiceMaker, tmp
 
 
 def test_a_second_swap_during_a_slow_load_is_409(vllm_service: ServiceMaker, tmp_path: Path) -> None:
-    slow = adapter(tmp_path, "slow", ("FAKE_SLOW_LOAD", "2"))
-    other = adapter(tmp_path, "other")
+    slow = lora_adapter(tmp_path, "slow", ("FAKE_SLOW_LOAD", "2"))
+    other = lora_adapter(tmp_path, "other")
     with vllm_service() as client:
         result: dict[str, httpx.Response] = {}
         first = threading.Thread(target=lambda: result.update(first=swap(client, path=str(slow), kind="lora", version="s")))
@@ -307,7 +299,7 @@ def test_blue_green_on_vllm_refuses_weights_that_fail_the_warm_up(
 
 
 def test_crash_mid_request_gives_503_or_an_error_event_then_recovers(vllm_service: ServiceMaker, tmp_path: Path) -> None:
-    a1 = adapter(tmp_path, "a1")
+    a1 = lora_adapter(tmp_path, "a1")
     with vllm_service() as client:
         assert swap(client, path=str(a1), kind="lora", version="a1").status_code == 200
         engine_url = admin_status(client)["engine"]["url"]
@@ -340,7 +332,7 @@ def test_crash_mid_request_gives_503_or_an_error_event_then_recovers(vllm_servic
 
 def test_swaps_the_engine_cannot_do_are_refused(vllm_service: ServiceMaker, tmp_path: Path, tiny_models: dict[str, Path]) -> None:
     with vllm_service(enable_lora=False, enable_sleep_mode=False) as client:
-        r = swap(client, path=str(adapter(tmp_path, "a")), kind="lora")
+        r = swap(client, path=str(lora_adapter(tmp_path, "a")), kind="lora")
         assert r.status_code == 422 and r.json()["error"] | {"message": ""} == {"type": "lora_unsupported", "field": "kind", "message": ""}
         r = swap(client, path=str(tiny_models["v2"]), strategy="in_place")
         assert r.status_code == 422 and r.json()["error"]["field"] == "strategy"

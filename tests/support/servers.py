@@ -3,6 +3,7 @@ stopped; waiting for readiness; bounded concurrent load; reading metrics."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import threading
@@ -50,10 +51,11 @@ def service_settings(**overrides: Any) -> ServiceSettings:
 
 
 @contextmanager
-def running_app(app: FastAPI) -> Iterator[str]:
-    """Serve ``app`` on 127.0.0.1 in a thread; yields its base URL; stops it (and its engines) after."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+def running_app(app: FastAPI, host: str = "127.0.0.1", port: int | None = None) -> Iterator[str]:
+    """Serve ``app`` on ``host`` (a loopback address) and ``port`` (default: a free one) in a
+    thread; yields its base URL; stops it (and its engines) after."""
+    port = port or free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
     thread.start()
     deadline = time.monotonic() + 120
@@ -65,16 +67,18 @@ def running_app(app: FastAPI) -> Iterator[str]:
             raise RuntimeError("the app did not start within 120 s")
         time.sleep(0.02)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=120)
 
 
 @contextmanager
-def role_service(spec: RoleSpec, settings: ServiceSettings, wait: bool = True) -> Iterator[httpx.Client]:
+def role_service(
+    spec: RoleSpec, settings: ServiceSettings, wait: bool = True, host: str = "127.0.0.1", port: int | None = None
+) -> Iterator[httpx.Client]:
     """A running role service and a client for it; waits until /ready unless ``wait`` is False."""
-    with running_app(create_app(spec, settings)) as url, httpx.Client(base_url=url, timeout=120) as client:
+    with running_app(create_app(spec, settings), host, port) as url, httpx.Client(base_url=url, timeout=120) as client:
         if wait:
             wait_ready(client)
         yield client
@@ -86,6 +90,16 @@ def read_events(response: httpx.Response, out: list[Event] | None = None) -> lis
     for event in decode_events(response.iter_lines()):
         events.append(event)
     return events
+
+
+def lora_adapter(root: Path, name: str, *markers: tuple[str, str]) -> Path:
+    """A LoRA adapter directory as the fake vLLM reads it, with failure-marker files (name, content)."""
+    path = root / name
+    path.mkdir()
+    (path / "adapter_config.json").write_text(json.dumps({"r": 8, "lora_alpha": 16, "target_modules": ["q_proj"]}))
+    for filename, content in markers:
+        (path / filename).write_text(content)
+    return path
 
 
 def pid_alive(pid: int) -> bool:
