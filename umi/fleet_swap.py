@@ -100,6 +100,15 @@ class SwapTarget:
             body["drain_timeout_s"] = self.drain_timeout_s
         return body
 
+    def rollback_body(self) -> dict[str, Any]:
+        """The body of ``POST /admin/weights/rollback``: back the way it came (same strategy)."""
+        body: dict[str, Any] = {}
+        if self.strategy is not None and self.kind == "full":
+            body["strategy"] = self.strategy
+        if self.drain_timeout_s is not None:
+            body["drain_timeout_s"] = self.drain_timeout_s
+        return body
+
 
 @dataclass(frozen=True)
 class CheckPolicy:
@@ -446,7 +455,7 @@ class FleetSwap:
         result = self.results[index]
         self._emit(index, "rollback", "start", f"back to {result.previous.version if result.previous else '?'}")
         try:
-            response = self.client.post(f"{result.url}/admin/weights/rollback", json={}, headers=self._headers,
+            response = self.client.post(f"{result.url}/admin/weights/rollback", json=self.target.rollback_body(), headers=self._headers,
                                         timeout=SWAP_TIMEOUT_S)
             if response.status_code != 200:
                 raise ReplicaFailure("rollback", f"the rollback was refused: {_reason(response)}")

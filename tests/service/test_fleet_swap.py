@@ -33,7 +33,7 @@ from services import planner
 from umi.cli import main
 from umi.engines.process import free_port
 from umi.roleapi import CHAT_ID_HEADER
-from umi.fleet_swap import FleetInputError, ReplicaFailure, error_rate, replicas_from_dns, replicas_from_urls, requests_by_code
+from umi.fleet_swap import FleetInputError, ReplicaFailure, SwapTarget, error_rate, replicas_from_dns, replicas_from_urls, requests_by_code
 
 Fleet = Callable[..., AbstractContextManager[list[httpx.Client]]]
 PROGRESS = re.compile(r"^\[(\d+)/\d+(?: canary)?\] (\S+)  (\w+) (start|ok|failed)")
@@ -269,3 +269,11 @@ def test_replica_lists_and_error_rates() -> None:
     assert error_rate(after, after) == (0.0, 0)
     with pytest.raises(ReplicaFailure, match="counters went down"):
         error_rate({"200": 9.0}, after)
+
+
+def test_a_rollback_goes_back_the_way_the_swap_came() -> None:
+    full = SwapTarget(path="/m/v2", version="v2", strategy="in_place", drain_timeout_s=5.0)
+    assert full.body()["strategy"] == "in_place"
+    assert full.rollback_body() == {"strategy": "in_place", "drain_timeout_s": 5.0}
+    assert SwapTarget(path="/a/lora", version="v2", kind="lora").rollback_body() == {}  # lora has no strategy
+    assert SwapTarget(path="/m/v2", version="v2").rollback_body() == {}  # each replica's UMI_SWAP_STRATEGY

@@ -118,8 +118,10 @@ def test_blue_green_swap_under_load_then_rollback(service: httpx.Client, tiny_mo
     assert metric_value(service, "umi_weights_info", version="v2") == 1
     assert metric_value(service, "umi_weights_info", version="v1") == 0
 
-    back = service.post("/admin/weights/rollback", headers=ADMIN)
-    assert back.status_code == 200, back.text
+    refused = service.post("/admin/weights/rollback", json={"strategy": "in_place"}, headers=ADMIN)
+    assert refused.status_code == 422 and refused.json()["error"]["type"] == "in_place_unsupported", refused.text
+    back = service.post("/admin/weights/rollback", json={"strategy": "blue_green"}, headers=ADMIN)
+    assert back.status_code == 200, back.text  # the refused rollback kept the history
     assert back.json()["model"] == {"name": "tiny-v1", "version": "v1"} and back.json()["rollback"] is True
     assert service.post("/v1/plan", json=PLAN).json()["model"]["version"] == "v1"
     nothing = service.post("/admin/weights/rollback", headers=ADMIN)

@@ -37,6 +37,9 @@ class WeightsSwapRequest(BaseModel):
 class RollbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     drain_timeout_s: float | None = Field(None, gt=0)
+    strategy: Literal["blue_green", "in_place"] | None = Field(
+        None, description="full weights only (default: UMI_SWAP_STRATEGY); a fleet swap passes the one it swapped with"
+    )
 
 
 class WeightsStatus(BaseModel):
@@ -104,6 +107,6 @@ def admin_router(manager: WeightsManager, token: str | None) -> APIRouter:
         "/weights/rollback", response_model=SwapReport, responses=_SWAP_ERRORS, summary="go back to the previous weights"
     )
     async def rollback(body: RollbackRequest | None = None) -> SwapReport:
-        return await manager.rollback(body.drain_timeout_s if body else None)
+        return await manager.rollback(body.drain_timeout_s if body else None, body.strategy if body else None)
 
     return router

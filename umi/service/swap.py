@@ -259,13 +259,19 @@ class WeightsManager:
             del self.history[:-HISTORY_LIMIT]
             return report
 
-    async def rollback(self, drain_timeout_s: float | None = None) -> SwapReport:
+    async def rollback(self, drain_timeout_s: float | None = None, strategy: SwapStrategy | None = None) -> SwapReport:
+        """Back to the last weights of the history; ``strategy`` as for :meth:`swap` (full weights only).
+
+        Raises HttpError 409 ``no_previous_weights`` or ``swap_in_progress``, 422 when ``strategy``
+        does not suit this engine, 503 while the service starts.
+        """
         async with self._exclusive():
             current = self._require_current()
             if not self.history:
                 raise HttpError(409, "no_previous_weights", "there are no previous weights to roll back to")
+            self._check_request(current, self.history[-1].kind, strategy, None)
             target = self.history.pop()
-            chosen = self._strategy_for(current, target, None)
+            chosen = self._strategy_for(current, target, strategy)
             try:
                 with swap_span(self.role, target.name, current.weights.version, target.version, chosen):
                     report = await self._apply(current, target, chosen, None, drain_timeout_s)
