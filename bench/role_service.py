@@ -3,7 +3,7 @@
 answers at once, against (b) the same completion asked of that engine directly, with the prompt
 the role service rendered.
 
-    .venv/bin/python bench/role_service.py [--levels 1 64] [--requests 2000] [--reps 3]
+    .venv/bin/python bench/role_service.py [--levels 1 64] [--requests 500] [--reps 3]
 
 The fake engine is bench/overhead.py's raw asyncio HTTP server in its own process (``GET /health``,
 ``POST /v1/completions`` with a fixed planner turn, ``GET /fake/last`` the last completion request
@@ -122,7 +122,7 @@ async def measure(args: argparse.Namespace, service_url: str, service_pid: int, 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 64], help="concurrency levels (default: 1 64)")
-    parser.add_argument("--requests", type=int, default=2000, help="requests per side per repetition (default 2000)")
+    parser.add_argument("--requests", type=int, default=500, help="requests per side per repetition (default 500)")
     parser.add_argument("--reps", type=int, default=3, help="alternating a/b repetitions (default 3)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "role_service.json", help="the JSON written")
     parser.add_argument("--serve-engine", type=int, default=None, help=argparse.SUPPRESS)
