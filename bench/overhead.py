@@ -2,15 +2,26 @@
 against (b) a bare loop that calls the same fake role services directly, with no persistence. Both
 sides use the same HTTP client (aiohttp, as the orchestrator does).
 
-    .venv/bin/python bench/overhead.py [--delay 0.25] [--tool-delay 0.02] [--chats-c1 8]
+    .venv/bin/python bench/overhead.py [--delay 0.25] [--tool-delay 0.02] [--levels 1 64 256 1024]
+        [--workers 1 2 4] [--reps 3] [--chats-c1 8]
 
 The fake role services and the tool answer after a fixed delay (a raw asyncio HTTP server in its
 own process, so that its cost is small and the same for both sides). Every chat takes the same
 five steps: planner -> caller -> tool -> planner -> summarizer. Runs (a) and (b) alternate at
-each concurrency. Prints one line per figure and writes bench/results/overhead.json.
+each concurrency, ``--reps`` times; each figure is computed per repetition (against the bare loop
+of the same repetition) and reported as the median over repetitions, with the range. Concurrency
+1 runs ``--chats-c1`` chats per repetition, concurrency c > 1 runs max(256, 2c) chats. Prints one
+line per figure and writes bench/results/overhead.json (with ``nproc`` and the load average
+before and after: on a shared machine the figures are noisy).
 
-Figures: mean and p50 end-to-end latency ratio a/b at concurrency 1, 64 and 256; the
-orchestrator's CPU time per step; Redis round trips per step (the orchestrator's own count of
+``--workers`` values are passed to ``umi serve orchestrator --workers``: 1 (and 0) is the
+single-process server, uvicorn without its multi-process supervisor; N > 1 is the supervisor with
+N worker processes sharing the port (``orchestrator/__init__.py``).
+
+Figures per concurrency and orchestrator configuration: mean and p50 end-to-end latency ratio
+a/b; the orchestrator's CPU time per step (all its processes' user + system time over the batch);
+steps/s achieved (steps over the batch's wall time) and steps per orchestrator CPU-second (what
+one fully used core would carry); Redis round trips per step (the orchestrator's own count of
 round trips, and Redis' INFO commandstats delta of EVALSHA calls, which is what every hot-path
 round trip is).
 """
@@ -22,6 +33,7 @@ import asyncio
 import importlib.util
 import json
 import os
+import resource
 import shutil
 import socket
 import statistics
@@ -266,6 +278,15 @@ class Orchestrator:
         self.log.close()
 
 
+def chats_at(concurrency: int, chats_c1: int) -> int:
+    """Chats per repetition: enough for every slot to run at least twice (bounded)."""
+    return chats_c1 if concurrency == 1 else max(256, 2 * concurrency)
+
+
+def median_range(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
 async def measure(
     args: argparse.Namespace, orchs: list[Orchestrator], fakes: str, tool_url: str, redis_url: str
 ) -> dict[str, Any]:
@@ -277,44 +298,61 @@ async def measure(
         return int(rc.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))
 
     connector = aiohttp.TCPConnector(limit=4000, keepalive_timeout=3)  # under uvicorn's 5 s
-    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=300)) as client:
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=600)) as client:
         bare = lambda: bare_loop(client, fakes, tool_url)  # noqa: E731
+        warm = min(256, max(args.levels))
         for orch in orchs:  # warm-up: connections on every side, imports, script cache
-            await run_batch(lambda o=orch: via_orchestrator(client, o.url, tool_url), 256, 256)
-        await run_batch(bare, 256, 256)
-        for concurrency, chats in ((1, args.chats_c1), (64, 256), (256, 512)):
-            lat: dict[int, list[float]] = {o.workers: [] for o in orchs}
-            cpu = dict.fromkeys(lat, 0.0)
-            evalsha = dict.fromkeys(lat, 0.0)
-            trips, lat_bare, bare_cpu = 0.0, [], 0.0
+            await run_batch(lambda o=orch: via_orchestrator(client, o.url, tool_url), warm, warm)
+        await run_batch(bare, warm, warm)
+        for concurrency in args.levels:
+            chats = chats_at(concurrency, args.chats_c1)
+            steps = chats * STEPS_PER_CHAT
+            reps: dict[str, list[dict[str, float]]] = {f"orchestrator_w{o.workers}": [] for o in orchs}
+            reps["bare_loop"] = []
+            lat: dict[str, list[float]] = {key: [] for key in reps}
             for _ in range(args.reps):  # the sides alternate
+                this_rep: dict[str, dict[str, float]] = {}
                 for orch in orchs:
-                    single = orch.workers == 1  # /metrics of a multi-worker server is one worker's
+                    key = f"orchestrator_w{orch.workers}"
+                    single = orch.workers <= 1  # /metrics of a multi-worker server is one worker's
                     before = await get_text(client, orch.url + "/metrics") if single else ""
-                    evalsha_before, cpu_before = evalsha_calls(), orch.cpu_seconds()
-                    lat[orch.workers] += await run_batch(
-                        lambda o=orch: via_orchestrator(client, o.url, tool_url), chats, concurrency
-                    )
-                    cpu[orch.workers] += orch.cpu_seconds() - cpu_before
-                    evalsha[orch.workers] += evalsha_calls() - evalsha_before
+                    evalsha_before, cpu_before, started = evalsha_calls(), orch.cpu_seconds(), time.perf_counter()
+                    values = await run_batch(lambda o=orch: via_orchestrator(client, o.url, tool_url), chats, concurrency)
+                    wall, cpu = time.perf_counter() - started, orch.cpu_seconds() - cpu_before
+                    fig = {
+                        "mean_s": statistics.fmean(values), "p50_s": statistics.median(values),
+                        "cpu_ms_per_step": 1000 * cpu / steps, "steps_per_s": steps / wall,
+                        "steps_per_cpu_s": steps / cpu if cpu > 0 else float("inf"),
+                        "redis_evalsha_per_step": (evalsha_calls() - evalsha_before) / steps,
+                    }  # fmt: skip
                     if single:
                         after = await get_text(client, orch.url + "/metrics")
-                        trips += metric_sum(after, round_trips) - metric_sum(before, round_trips)
-                cpu_before = time.process_time()
-                lat_bare += await run_batch(bare, chats, concurrency)
-                bare_cpu += time.process_time() - cpu_before
-            steps = len(lat_bare) * STEPS_PER_CHAT
-            sb = summarize(lat_bare)
-            level: dict[str, Any] = {"bare_loop": sb, "bare_loop_cpu_ms_per_step": 1000 * bare_cpu / steps}
-            for workers, values in lat.items():
-                sa = summarize(values)
-                level[f"orchestrator_w{workers}"] = {
-                    **sa, "ratio_mean": sa["mean_s"] / sb["mean_s"], "ratio_p50": sa["p50_s"] / sb["p50_s"],
-                    "cpu_ms_per_step": 1000 * cpu[workers] / steps, "redis_evalsha_per_step": evalsha[workers] / steps,
+                        fig["redis_round_trips_per_step"] = (metric_sum(after, round_trips) - metric_sum(before, round_trips)) / steps
+                    this_rep[key] = fig
+                    lat[key] += values
+                cpu_before, started = time.process_time(), time.perf_counter()
+                values = await run_batch(bare, chats, concurrency)
+                wall, cpu = time.perf_counter() - started, time.process_time() - cpu_before
+                this_rep["bare_loop"] = {
+                    "mean_s": statistics.fmean(values), "p50_s": statistics.median(values),
+                    "client_cpu_ms_per_step": 1000 * cpu / steps, "steps_per_s": steps / wall,
                 }  # fmt: skip
-            if 1 in lat:
-                level["orchestrator_w1"]["redis_round_trips_per_step"] = trips / steps
+                lat["bare_loop"] += values
+                bare_rep = this_rep["bare_loop"]
+                for key, fig in this_rep.items():
+                    if key != "bare_loop":
+                        fig["ratio_mean"] = fig["mean_s"] / bare_rep["mean_s"]
+                        fig["ratio_p50"] = fig["p50_s"] / bare_rep["p50_s"]
+                    reps[key].append(fig)
+            level: dict[str, Any] = {"chats_per_rep": chats}
+            for key, figs in reps.items():
+                level[key] = {
+                    "latency": summarize(lat[key]),
+                    **{name: median_range([f[name] for f in figs]) for name in figs[0]},
+                    "reps": figs,
+                }  # fmt: skip
             results["levels"][str(concurrency)] = level
+            print(f"done: concurrency {concurrency}", file=sys.stderr, flush=True)
     rc.close()
     return results
 
@@ -329,35 +367,55 @@ def run(main: Any) -> Any:
 
 
 def report(results: dict[str, Any]) -> None:
+    """One line per figure: the median over repetitions, then [min, max]."""
     for c, level in results["levels"].items():
         bare = level["bare_loop"]
+        print(f"bare_loop_c{c} mean {bare['mean_s']['median'] * 1000:.1f} ms, steps/s {bare['steps_per_s']['median']:.0f},"
+              f" client CPU {bare['client_cpu_ms_per_step']['median']:.3f} ms/step ({level['chats_per_rep']} chats per rep)")  # fmt: skip
         for key in sorted(k for k in level if k.startswith("orchestrator_w")):
             a, w = level[key], key.removeprefix("orchestrator_")
-            print(f"ratio_mean_c{c}_{w} {a['ratio_mean']:.4f}  (orchestrator {a['mean_s'] * 1000:.1f} ms, "
-                  f"bare loop {bare['mean_s'] * 1000:.1f} ms, {a['n']} chats each)")  # fmt: skip
-            print(f"ratio_p50_c{c}_{w} {a['ratio_p50']:.4f}")
-            print(f"orchestrator_cpu_ms_per_step_c{c}_{w} {a['cpu_ms_per_step']:.3f}"
-                  f"  (the bare loop's client: {level['bare_loop_cpu_ms_per_step']:.3f})")  # fmt: skip
-            if "redis_round_trips_per_step" in a:
-                print(f"redis_round_trips_per_step_c{c}_{w} {a['redis_round_trips_per_step']:.3f}")
-            print(f"redis_evalsha_per_step_c{c}_{w} {a['redis_evalsha_per_step']:.3f}")
+            for name in ("ratio_mean", "ratio_p50", "cpu_ms_per_step", "steps_per_s", "steps_per_cpu_s",
+                         "redis_evalsha_per_step", "redis_round_trips_per_step"):  # fmt: skip
+                if name in a:
+                    m = a[name]
+                    print(f"{name}_c{c}_{w} {m['median']:.4g}  [{m['min']:.4g}, {m['max']:.4g}]")
+
+
+def raise_open_files_limit() -> int:
+    """The soft RLIMIT_NOFILE up to the hard one (children inherit it): c1024 holds thousands of
+    sockets in the client, the orchestrator and the fakes. Returns the new soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        new = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+        return new
+    return soft
+
+
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--delay", type=float, default=0.25, help="seconds each fake role call takes (default 0.25)")
     parser.add_argument("--tool-delay", type=float, default=0.02, help="seconds the fake tool takes (default 0.02)")
+    parser.add_argument("--levels", type=int, nargs="+", default=[1, 64, 256, 1024],
+                        help="concurrency levels (chats in flight) to measure (default: 1 64 256 1024)")  # fmt: skip
     parser.add_argument("--chats-c1", type=int, default=8, help="chats per repetition at concurrency 1")
-    parser.add_argument("--reps", type=int, default=2, help="alternating a/b repetitions per concurrency")
+    parser.add_argument("--reps", type=int, default=3, help="alternating a/b repetitions per concurrency (default 3)")
     parser.add_argument(
-        "--workers", type=int, nargs="+", default=[1, 2],
-        help="orchestrator configurations to measure: worker processes each (default: 1 2)",
+        "--workers", type=int, nargs="+", default=[1, 2, 4],
+        help="orchestrator configurations to measure: `--workers` of each (1: single process; default: 1 2 4)",
     )  # fmt: skip
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "overhead.json", help="the JSON written")
     parser.add_argument("--serve-fakes", type=int, nargs=2, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_fakes is not None:
         return serve_fakes(*args.serve_fakes, args.delay, args.tool_delay)
 
+    nofile = raise_open_files_limit()
+    load_before = load_average()
     redis_url, redis_proc, redis_dir = start_redis()
     fakes_url, tool_port = f"http://127.0.0.1:{free_port()}", free_port()
     tool_url = f"http://127.0.0.1:{tool_port}/tool"
@@ -385,13 +443,15 @@ def main() -> None:
 
     results["config"] = {
         "role_delay_s": args.delay, "tool_delay_s": args.tool_delay, "steps_per_chat": STEPS_PER_CHAT,
-        "reps": args.reps, "workers": args.workers, "cpus": os.cpu_count(), "python": sys.version.split()[0],
+        "reps": args.reps, "workers": args.workers, "levels": args.levels, "nproc": os.cpu_count(),
+        "load_average_before": load_before, "load_average_after": load_average(), "rlimit_nofile": nofile,
+        "python": sys.version.split()[0],
         "event_loop": "uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
     }  # fmt: skip
     report(results)
-    out = ROOT / "bench" / "results" / "overhead.json"
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {out.relative_to(ROOT)}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
