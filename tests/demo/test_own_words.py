@@ -14,7 +14,7 @@ import pytest
 
 from umi.cli import main
 from umi.demo import tool_data as data
-from umi.demo.own_words import Form, OwnWordsQuestion, judge, load_questions
+from umi.demo.own_words import SUITES, Form, OwnWordsQuestion, judge, load_questions
 from umi.demo.tools_app import BY_NAME, tool_set
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -116,19 +116,29 @@ def test_a_question_no_tool_answers_is_right_without_a_call() -> None:
     assert not _judge(q, None, [], None).fully_right
 
 
-def test_the_suite_runs_the_whole_loop_with_the_shipped_models(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+# Two questions the shipped models settle in a step or two: one right, one given up.
+FAST = ("time-tokyo-lower", "weather-cairo-hot")
+
+
+def test_the_suite_runs_the_whole_loop_with_the_shipped_models(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fixture = tmp_path / "fast.json"
+    fixture.write_text(json.dumps([BY_ID[i].model_dump() for i in FAST]), encoding="utf-8")
+    monkeypatch.setitem(SUITES, "own-words", fixture)
     out = tmp_path / "own-words.json"
-    assert main(["demo", "quality", "--models", str(ROOT / "models" / "demo"), "--suite", "own-words", "--limit", "3",
+    assert main(["demo", "quality", "--models", str(ROOT / "models" / "demo"), "--suite", "own-words",
                  "--out", str(out), "--quiet"]) == 0  # fmt: skip
     report = json.loads(out.read_text(encoding="utf-8"))
-    assert report["questions"] == 3 and [r["id"] for r in report["results"]] == [q.id for q in QUESTIONS[:3]]
+    assert report["questions"] == 2 and [r["id"] for r in report["results"]] == list(FAST)
     for r in report["results"]:
         q = BY_ID[r["id"]]
         verdict = judge(q, q.expected_values(), None if r["status"] == "max_steps" else r["status"],
                         [(c["name"], c["arguments"]) for c in r["calls"]], r["answer"])  # fmt: skip
-        assert (verdict.fully_right, verdict.calls_right) == (r["fully_right"], r["calls_right"])
+        assert (verdict.fully_right, verdict.calls_right, verdict.reasons) == (r["fully_right"], r["calls_right"], r["reasons"])
     assert report["fully_right_count"] == sum(r["fully_right"] for r in report["results"])
     assert [f["id"] for f in report["failures"]] == [r["id"] for r in report["results"] if not r["fully_right"]]
+    assert report["by_tool"]["get_time"]["questions"] == 1 and report["by_form"]["casing"]["questions"] == 2
     printed = capsys.readouterr().out
     assert "in all" in printed and "get_weather" in printed and str(out) in printed
 
