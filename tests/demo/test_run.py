@@ -9,10 +9,11 @@ import pytest
 
 from umi.demo import tool_data
 from umi.demo.pools import make_pools
-from umi.demo.run import ChatOutcome, DemoResult, SwapOutcome, error_responses, outcome_lines
+from umi.demo.own_words import load_questions
+from umi.demo.run import ChatOutcome, DemoResult, OwnWordsOutcome, SwapOutcome, error_responses, outcome_lines, own_words_lines
 from umi.demo.show import chat_lines
 from umi.demo.stack import DemoModels, Stack, StackConfig, StackError, StackPorts
-from umi.demo.tasks import CORPUS_SEED, EXAMPLE_KINDS, NEW_TOOL, demo_tasks, kind_of
+from umi.demo.tasks import CORPUS_SEED, EXAMPLE_KINDS, NEW_TOOL, OWN_WORDS_IDS, demo_tasks, kind_of
 from umi.eval.chats import ExpectedCall, Task
 
 
@@ -32,6 +33,8 @@ def test_the_questions_are_held_out_and_cover_every_kind() -> None:
     assert tasks.load and all(NEW_TOOL not in [c.name for c in t.expected_calls] for t in tasks.load)
     assert [c.name for c in tasks.new_tool.expected_calls] == [NEW_TOOL]
     assert tasks.new_tool.expected_calls[0].arguments["city"] in pools.cities.test
+    # and at least two questions of the own-words suite, by id
+    assert len(tasks.own_words) >= 2 and [q.id for q in tasks.own_words] == list(OWN_WORDS_IDS)
 
 
 def test_kind_of_a_trajectory() -> None:
@@ -144,3 +147,23 @@ def test_the_stack_refuses_to_start_without_models_or_with_a_port_taken(tmp_path
 def test_free_ports_are_distinct() -> None:
     ports = StackPorts.free().as_dict()
     assert len(set(ports.values())) == len(ports) == 6
+
+
+def test_own_words_questions_are_judged_and_shown_but_only_a_failed_request_fails_the_demo() -> None:
+    good = ChatOutcome(RIGA, CHAT, None, 1.0)
+    swap = SwapOutcome(200, {"model": {"name": "c2", "version": "b"}, "previous": {"name": "c", "version": "a"}}, chats=[good])
+    porto = Task(id="p", query="q", expected_calls=[ExpectedCall(name=NEW_TOOL, arguments={"city": "Porto"})])
+    new_tool = ChatOutcome(porto, {**CHAT, "steps": [{"role": "caller", "name": NEW_TOOL, "arguments": {"city": "Porto"}}]}, None, 1.0)
+    cairo = next(q for q in load_questions() if q.id == "weather-cairo-hot")
+    (temperature,) = cairo.expected_values()
+    task = Task(id=cairo.id, query=cairo.question)
+    right_chat = {"status": "completed", "answer": f"In Cairo it is {temperature} C.",
+                  "steps": [{"role": "caller", "name": "get_weather", "arguments": {"city": "Cairo"}}]}  # fmt: skip
+    right = OwnWordsOutcome(cairo, ChatOutcome(task, right_chat, None, 1.0))
+    assert right.verdict().fully_right and "own words: fully right" in own_words_lines(8, right)[-1]
+    gave_up = OwnWordsOutcome(cairo, ChatOutcome(task, {"status": "gave_up", "answer": "No tool.", "steps": []}, None, 1.0))
+    assert "own words: not right: no call get_weather" in own_words_lines(8, gave_up)[-1]
+    assert DemoResult([good], swap, new_tool, [right, gave_up]).problems(strict=True) == []
+    lost = OwnWordsOutcome(cairo, ChatOutcome(task, None, "ConnectError: refused", 0.1))
+    assert DemoResult([good], swap, new_tool, [lost]).problems() == [
+        "own-words question weather-cairo-hot: the request failed (ConnectError: refused)"]

@@ -21,6 +21,8 @@ def _cmd_corpus(args: argparse.Namespace) -> int:
 def _cmd_quality(args: argparse.Namespace) -> int:
     from umi.demo.quality import is_current, measure
 
+    if args.suite:
+        return _quality_suite(args)
     if args.if_changed and args.out and is_current(Path(args.out), Path(args.models), args.caller):
         print(f"{args.out}: up to date (measured on these models)")
         return 0
@@ -33,6 +35,23 @@ def _cmd_quality(args: argparse.Namespace) -> int:
     m = report["metrics"]
     print(f"task success {report['task_success']}%, arguments exactly right {report['arguments_exact']}%, "
           f"Plan ACC {m['plan_acc']}, Act. EM {m['act_em']} on {report['trajectories']} held-out questions -> {args.out}")
+    return 0
+
+
+def _quality_suite(args: argparse.Namespace) -> int:
+    import sys
+
+    from umi.demo.own_words import SUITES, measure_suite, report_lines
+    from umi.settings_cli import EXIT_USAGE
+
+    if args.suite not in SUITES:
+        print(f"umi demo quality: --suite: unknown suite {args.suite!r}; known: {', '.join(SUITES)}", file=sys.stderr)
+        return EXIT_USAGE
+    report = measure_suite(Path(args.models), args.suite, args.caller, args.limit, progress=not args.quiet)
+    print("\n".join(report_lines(report)))
+    if args.out:
+        Path(args.out).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        print(f"-> {args.out}")
     return 0
 
 
@@ -105,11 +124,17 @@ def add_demo_parser(sub: Any) -> None:
     c.set_defaults(func=_cmd_corpus)
     q = dsub.add_parser("quality", help="held-out quality of trained demo models (in process)")
     q.add_argument("--models", required=True, help="directory with planner/, caller/, summarizer/")
-    q.add_argument("--test", required=True, help="held-out trajectory file")
+    what = q.add_mutually_exclusive_group(required=True)
+    what.add_argument("--test", help="held-out trajectory file: step metrics and task success")
+    what.add_argument(
+        "--suite", metavar="own-words",
+        help="a question suite instead (own-words: questions as people write them, umi/demo/own_words.json): "
+        "the whole loop per question, fully right and calls right, a table and the failures",
+    )  # fmt: skip
     q.add_argument("--caller", default="caller", help="which caller directory (caller or caller-v2)")
     q.add_argument("--limit", type=int, default=0)
     q.add_argument("--out", default=None, help="write the report here (and print a one-line summary)")
-    q.add_argument("--if-changed", action="store_true", help="do nothing if --out was measured on these very models")
+    q.add_argument("--if-changed", action="store_true", help="with --test: do nothing if --out was measured on these very models")
     q.add_argument("--quiet", action="store_true")
     q.set_defaults(func=_cmd_quality)
     r = dsub.add_parser("run", help="make demo: the stack on free ports, example chats, a caller swap under load; then stop")

@@ -1,11 +1,13 @@
 """``make demo`` (``umi demo run``): the scripted demo on a stack of its own.
 
 1. Start the stack (:mod:`umi.demo.stack`) on free loopback ports and wait until it is ready.
-2. Ask held-out questions with the v1 tools (:mod:`umi.demo.tasks`) and print each trajectory.
+2. Ask held-out questions with the v1 tools (:mod:`umi.demo.tasks`) and print each trajectory;
+   then a few questions of the own-words suite, judged by its rules but not counted in the verdict.
 3. Swap the caller to ``caller-v2`` (blue/green, the role service's admin API) while a few
    clients keep sending chats with the v2 tools; count the failed requests.
 4. Ask a population question: only ``caller-v2`` knows the new tool ``get_population``.
-5. Stop everything; exit 0 only if every chat reached its expected status and nothing failed.
+5. Stop everything; exit 0 only if every held-out chat reached its expected status and no
+   request failed (an own-words question counts only if its request failed).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from umi.demo.own_words import OwnWordsQuestion, Verdict, judge as judge_own_words
 from umi.demo.show import chat_lines
 from umi.demo.stack import Stack, StackConfig, StackError, running_stack
 from umi.demo.tasks import NEW_TOOL, demo_tasks
@@ -90,6 +93,29 @@ def outcome_lines(number: int, outcome: ChatOutcome) -> list[str]:
         got = outcome.status if outcome.chat is not None else f"no chat ({outcome.error})"
         lines.append(f"    NOT OK: {got}, expected {expected} ({outcome.seconds:.1f} s)")
     return lines
+
+
+@dataclass
+class OwnWordsOutcome:
+    """An own-words question asked through the stack, judged by the suite's rules."""
+
+    question: OwnWordsQuestion
+    outcome: ChatOutcome
+
+    def verdict(self) -> Verdict:
+        chat = self.outcome.chat or {}
+        calls = [(s.get("name", ""), s.get("arguments")) for s in chat.get("steps", []) if s.get("role") == "caller"]
+        return judge_own_words(self.question, self.question.expected_values(), chat.get("status"), calls, chat.get("answer"))
+
+
+def own_words_lines(number: int, item: OwnWordsOutcome) -> list[str]:
+    outcome = item.outcome
+    lines = [f"[{number}] {outcome.task.query}"]
+    if outcome.chat is None:
+        return lines + [f"    NOT OK: no chat ({outcome.error})"]
+    verdict = item.verdict()
+    detail = "fully right" if verdict.fully_right else "not right: " + "; ".join(verdict.reasons)
+    return lines + chat_lines(outcome.chat) + [f"    own words: {detail} ({outcome.seconds:.1f} s)"]
 
 
 async def tool_list(client: httpx.AsyncClient, tools_url: str, version: str) -> list[JSON]:
@@ -230,13 +256,18 @@ class DemoResult:
     examples: list[ChatOutcome]
     swap: SwapOutcome | None
     new_tool: ChatOutcome | None
+    own_words: list[OwnWordsOutcome] = field(default_factory=list)
 
     def problems(self, strict: bool = False) -> list[str]:
         """What makes the demo fail: a chat that did not end as its task expects, a failed request
-        during the swap, a new-tool question answered without the new tool; ``strict``: also a
-        chat whose calls or answer values are not the expected ones."""
+        (an own-words question's too: whether it is answered right is the models' accuracy, which
+        ``umi demo quality --suite own-words`` measures, not the system's), a failed request during
+        the swap, a new-tool question answered without the new tool; ``strict``: also a
+        held-out chat whose calls or answer values are not the expected ones."""
         out = [f"example [{i}] ended {o.status or 'without a chat'}, expected {o.task.expected_status}"
                for i, o in enumerate(self.examples, 1) if not o.reached_expected_status]  # fmt: skip
+        out += [f"own-words question {o.question.id}: the request failed ({o.outcome.error or o.outcome.status})"
+                for o in self.own_words if o.outcome.request_failed]  # fmt: skip
         if self.swap is None or not self.swap.swapped:
             out.append("the caller was not swapped")
         else:
@@ -249,7 +280,8 @@ class DemoResult:
         elif not any(s.get("name") == NEW_TOOL for s in (self.new_tool.chat or {}).get("steps", [])):
             out.append(f"the {NEW_TOOL} question was answered without {NEW_TOOL}")
         if strict:
-            answered = [*enumerate(self.examples, 1)] + ([(len(self.examples) + 1, self.new_tool)] if self.new_tool else [])
+            new_tool_number = len(self.examples) + len(self.own_words) + 1
+            answered = [*enumerate(self.examples, 1)] + ([(new_tool_number, self.new_tool)] if self.new_tool else [])
             out += [f"chat [{i}]: {'; '.join(o.verdict()[1])}" for i, o in answered
                     if o.reached_expected_status and not o.verdict()[0]]  # fmt: skip
         return out
@@ -268,6 +300,14 @@ async def scripted_demo(endpoints: DemoEndpoints, say: Say = print, concurrency:
             say("\n".join(outcome_lines(i, outcome)))
 
         say("")
+        say(f"== in people's own words (the own-words suite, {len(tasks.own_words)} of its questions; "
+            "judged, but not part of the exit status)")  # fmt: skip
+        asked = await ask_all(client, e.orchestrator, [Task(id=q.id, query=q.question) for q in tasks.own_words], v1, concurrency)
+        own_words = [OwnWordsOutcome(q, o) for q, o in zip(tasks.own_words, asked, strict=True)]
+        for i, item in enumerate(own_words, len(examples) + 1):
+            say("\n".join(own_words_lines(i, item)))
+
+        say("")
         say(f"== the caller swapped to {e.caller_v2.name} (blue/green) while {LOAD_CLIENTS} clients send chats with the {len(v2)} tools of v2")
         swap = await swap_under_load(e.orchestrator, e.caller, e.admin_token, e.caller_v2, tasks.load, v2)
         say("\n".join(swap_lines(swap)))
@@ -277,8 +317,8 @@ async def scripted_demo(endpoints: DemoEndpoints, say: Say = print, concurrency:
             say("")
             say(f"== the new tool: {NEW_TOOL} (only the new caller knows it), with the tools of v2")
             new_tool = await ask(client, e.orchestrator, tasks.new_tool, v2)
-            say("\n".join(outcome_lines(len(examples) + 1, new_tool)))
-    return DemoResult(examples, swap, new_tool)
+            say("\n".join(outcome_lines(len(examples) + len(own_words) + 1, new_tool)))
+    return DemoResult(examples, swap, new_tool, own_words)
 
 
 def summary_lines(result: DemoResult) -> list[str]:
@@ -286,6 +326,12 @@ def summary_lines(result: DemoResult) -> list[str]:
     right = sum(o.verdict()[0] for o in result.examples)
     lines = [f"  example chats: {reached}/{len(result.examples)} reached the expected status, "
              f"{right}/{len(result.examples)} with every expected call and answer value"]  # fmt: skip
+    if result.own_words:
+        n = len(result.own_words)
+        verdicts = [o.verdict() for o in result.own_words]
+        lines.append(f"  own-words questions: {sum(v.fully_right for v in verdicts)}/{n} fully right, "
+                     f"{sum(v.calls_right for v in verdicts)}/{n} with the right calls (the models' accuracy, not "
+                     "the exit status; all of them: umi demo quality --suite own-words)")  # fmt: skip
     if result.swap is not None and result.swap.swapped:
         lines.append(f"  swap under load: {len(result.swap.chats)} chats, failed requests: {result.swap.failed_requests}")
     if result.new_tool is not None:

@@ -16,7 +16,8 @@ from umi.format import Trajectory, parse_caller
 _VALUE = re.compile(r"-?\d+(?:[.:]\d+)?")
 
 
-def _num(value: Any) -> str:
+def number_text(value: Any) -> str:
+    """A tool's value as an answer states it: ``12.0`` -> ``12``."""
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
@@ -34,19 +35,19 @@ def demo_suite(tools_url: str = "http://127.0.0.1:8300/tools") -> Suite:
     tasks = [
         Task(id="weather", query="What is the weather in Oslo?",
              expected_calls=[{"name": "get_weather", "arguments": {"city": "Oslo"}}],
-             expected_answer=[_num(weather_oslo["temperature_c"])]),
+             expected_answer=[number_text(weather_oslo["temperature_c"])]),
         Task(id="currency", query="Convert 250 EUR to JPY.",
              expected_calls=[{"name": "convert_currency", "arguments": {"amount": 250, "from_currency": "EUR", "to_currency": "JPY"}}],
-             expected_answer=[_num(money["result"])]),
+             expected_answer=[number_text(money["result"])]),
         Task(id="calculator", query="What is 17 * 23?",
              expected_calls=[{"name": "calculate", "arguments": {"expression": "17 * 23"}}], expected_answer=["391"]),
         Task(id="time", query="What time is it in Lima?",
              expected_calls=[{"name": "get_time", "arguments": {"city": "Lima"}}], expected_answer=[str(time_lima["time"])]),
         Task(id="units", query="Convert 10 km to mi.",
              expected_calls=[{"name": "convert_units", "arguments": {"value": 10, "from_unit": "km", "to_unit": "mi"}}],
-             expected_answer=[_num(units["result"])]),
+             expected_answer=[number_text(units["result"])]),
         Task(id="stock", query="What is the stock price of ACME?",
-             expected_calls=[{"name": "get_stock_price", "arguments": {"symbol": "ACME"}}], expected_answer=[_num(stock["price"])]),
+             expected_calls=[{"name": "get_stock_price", "arguments": {"symbol": "ACME"}}], expected_answer=[number_text(stock["price"])]),
         Task(id="flights", query="Find flights from Oslo to Rome on 2026-05-01.",
              expected_calls=[{"name": "search_flights", "arguments": {"origin": "Oslo", "destination": "Rome", "date": "2026-05-01"}}],
              expected_answer=[str(flights["flights"][0]["flight"])]),  # type: ignore[index]
@@ -56,7 +57,7 @@ def demo_suite(tools_url: str = "http://127.0.0.1:8300/tools") -> Suite:
         Task(id="two-cities", query="What is the weather in Paris and in Tokyo?",
              expected_calls=[{"name": "get_weather", "arguments": {"city": "Paris"}},
                              {"name": "get_weather", "arguments": {"city": "Tokyo"}}],
-             expected_answer=[_num(weather_paris["temperature_c"]), _num(weather_tokyo["temperature_c"])]),
+             expected_answer=[number_text(weather_paris["temperature_c"]), number_text(weather_tokyo["temperature_c"])]),
         Task(id="give-up", query="Book me a hotel room in Paris for tonight.", expected_status="gave_up"),
     ]
     return Suite(name="demo", tools_url=tools_url, tasks=tasks)

@@ -1,7 +1,8 @@
 """The questions of ``make demo``, taken from the held-out split of the demo corpus (values that
 never occur in training), with what a right answer looks like: the expected status, the calls
 and the values the answer must hold (:func:`umi.demo.suite.task_from_trajectory`, the rules of
-``umi demo quality`` and ``umi eval chats``).
+``umi demo quality`` and ``umi eval chats``); and a few questions of the own-words suite
+(:mod:`umi.demo.own_words`), as people write them.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from umi.demo.corpus import ToolSetName, build_corpus
+from umi.demo.own_words import OwnWordsQuestion, load_questions
 from umi.demo.suite import task_from_trajectory
 from umi.eval.chats import Task
 from umi.format import parse_trajectories
@@ -21,6 +23,8 @@ EXAMPLE_KINDS = (
     "one:get_weather", "one:convert_currency", "one:translate_word", "two:same", "two:chained", "recover", "give_up",
 )  # fmt: skip
 NEW_TOOL = "get_population"
+# The own-words questions the demo asks (ids in umi/demo/own_words.json), after the examples.
+OWN_WORDS_IDS = ("weather-cairo-hot", "weather-krakow", "stock-aapl-trading")
 
 
 def kind_of(trajectory: dict[str, Any]) -> str:
@@ -60,6 +64,7 @@ class DemoTasks:
     examples: list[Task]  # with the v1 tools, before the swap
     load: list[Task]  # with the v2 tools, sent while the caller is swapped (tools both callers know)
     new_tool: Task  # with the v2 tools after the swap: needs get_population
+    own_words: list[OwnWordsQuestion]  # with the v1 tools, before the swap
 
 
 def demo_tasks(seed: int = CORPUS_SEED, load_size: int = 12) -> DemoTasks:
@@ -69,4 +74,6 @@ def demo_tasks(seed: int = CORPUS_SEED, load_size: int = 12) -> DemoTasks:
     load = [task_from(t, f"load-{i}") for i, t in enumerate(known[:load_size])]
     population = first_of_kind(v2, f"one:{NEW_TOOL}")
     assert population is not None, "the v2 held-out split has a population question"
-    return DemoTasks(examples=examples, load=load, new_tool=task_from(population, NEW_TOOL))
+    by_id = {q.id: q for q in load_questions()}
+    own_words = [by_id[i] for i in OWN_WORDS_IDS]
+    return DemoTasks(examples=examples, load=load, new_tool=task_from(population, NEW_TOOL), own_words=own_words)

@@ -11,6 +11,7 @@ import hashlib
 import math
 import operator
 import re
+import unicodedata
 from datetime import date
 
 CURRENCY_PER_USD: dict[str, float] = {
@@ -30,7 +31,8 @@ UNITS: dict[str, tuple[str, float]] = {
 }
 LANGUAGES = ("French", "German", "Spanish", "Italian", "Dutch", "Swedish")
 _SYLLABLES = ("ka", "lo", "mi", "ren", "ta", "vo", "shi", "pe", "dun", "ra", "el", "os", "tu", "zan", "bi", "no")
-NAME_RE = re.compile(r"^[A-Za-z][A-Za-z .'\-]{0,39}$")
+# A place name: letters of any script (Kraków, São Paulo, Malmö), spaces, dots, apostrophes, hyphens.
+NAME_RE = re.compile(r"^[^\W\d_](?:[^\W\d_]|[ .'\-]){0,39}$")
 SYMBOL_RE = re.compile(r"^[A-Z]{1,5}$")
 WORD_RE = re.compile(r"^[a-z]{2,20}$")
 
@@ -45,7 +47,8 @@ def _seed(*parts: object) -> int:
 
 
 def _name(value: str, what: str) -> str:
-    value = value.strip()
+    """The place name in Unicode NFC (so a composed and a decomposed ``ó`` name the same place)."""
+    value = unicodedata.normalize("NFC", value.strip())
     if not NAME_RE.match(value):
         raise ToolInputError(f"{what} must be a place name of letters (got {value!r})")
     return value
