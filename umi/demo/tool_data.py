@@ -30,7 +30,8 @@ UNITS: dict[str, tuple[str, float]] = {
 }
 LANGUAGES = ("French", "German", "Spanish", "Italian", "Dutch", "Swedish")
 _SYLLABLES = ("ka", "lo", "mi", "ren", "ta", "vo", "shi", "pe", "dun", "ra", "el", "os", "tu", "zan", "bi", "no")
-NAME_RE = re.compile(r"^[A-Za-z][A-Za-z .'\-]{0,39}$")
+# A place name: letters of any alphabet (Kraków, Łódź, São Paulo), spaces, dots, apostrophes, hyphens.
+NAME_RE = re.compile(r"^[^\W\d_](?:[^\W\d_]|[ .'\-]){0,39}$")
 SYMBOL_RE = re.compile(r"^[A-Z]{1,5}$")
 WORD_RE = re.compile(r"^[a-z]{2,20}$")
 
