@@ -80,3 +80,60 @@ def test_held_out_suite_tasks_come_from_the_gold_trajectories() -> None:
         if gold_calls:
             chat["steps"] = chat["steps"][:-1]
             assert not judge(task, chat)[0]  # and a missing call fails it
+
+
+def _calls(traj: dict) -> list[dict]:
+    return [json.loads(t["value"].split("\nAction Input: ", 1)[1]) for t in traj["conversations"] if t["from"] == "caller"]
+
+
+def test_questions_come_in_people_s_phrasing() -> None:
+    corpus = build_corpus(7, 3000, "train", "v2")
+    queries = [t["instruction"] for t in corpus]
+    assert len(set(queries)) > 0.9 * len(queries)  # the repeats: greetings and requests no tool serves
+    assert sum(q == q.lower() and any(c.isalpha() for c in q) for q in queries) > 200  # all lower case
+    assert sum(q == q.upper() and any(c.isalpha() for c in q) for q in queries) > 100  # all capitals
+    assert any(q.startswith(("¿Qué", "Quelle", "Wie ", "Que horas")) for q in queries)  # other languages
+    assert any("euros" in q.lower() or " yen" in q.lower() for q in queries)  # currency names
+    assert any("kilometers" in q.lower() or "miles" in q.lower() for q in queries)  # unit names
+    two_tools = [t for t in corpus if len({c["value"].split("\n")[0] for c in t["conversations"] if c["from"] == "caller"}) == 2
+                 and not any(c["from"] == "observation" and c["value"].startswith('{"error"') for c in t["conversations"])]
+    assert len(two_tools) > 300
+
+
+def test_calls_carry_values_as_the_tools_take_them() -> None:
+    from umi.demo.phrasing import CURRENCY_NAMES, UNIT_NAMES
+
+    for traj in build_corpus(7, 2000, "train", "v2"):
+        query = traj["instruction"]
+        for args in _calls(traj):
+            for key in ("city", "origin", "destination"):
+                if key in args:  # a city as the user wrote it, diacritics and casing kept, never a typo
+                    assert args[key] in query, (query, args)
+            if "expression" in args:
+                assert all(n in query for n in re.findall(r"\d+", args["expression"])), query
+            if "from_unit" in args:
+                assert args["from_unit"] in UNIT_NAMES and args["to_unit"] in UNIT_NAMES
+    mapped = [t for t in build_corpus(7, 2000, "test") for a in _calls(t)
+              if "from_currency" in a and any(n in t["instruction"] for n in CURRENCY_NAMES) and len(_calls(t)) == 1]
+    assert mapped and all(a["from_currency"].isupper() and len(a["from_currency"]) == 3 for t in mapped for a in _calls(t))
+
+
+def test_names_with_diacritics_reach_the_call_and_the_tools_answer() -> None:
+    from umi.demo import tool_data
+
+    calls = [a for t in build_corpus(7, 2000, "train") for a in _calls(t) if "city" in a]
+    accented = [a["city"] for a in calls if not a["city"].isascii()]
+    assert len(accented) > 50
+    assert tool_data.weather("Kraków")["city"] == "Kraków" and tool_data.local_time("Łódź")["city"] == "Łódź"
+    assert tool_data.weather("KRAKÓW")["temperature_c"] == tool_data.weather("Kraków")["temperature_c"]
+
+
+def test_typos_change_only_the_words_around_the_values() -> None:
+    import random
+
+    from umi.demo.phrasing import ask
+
+    rng = random.Random(1)
+    for _ in range(300):
+        asked = ask(rng, "What is the weather like in {c} today?", c="São Paulo")
+        assert asked.written("São Paulo") in asked.query

@@ -25,9 +25,16 @@ CITIES = (
     "Reykjavik Helsinki Stockholm Copenhagen Tallinn Riga Vilnius Minsk Kyiv Bucharest Sofia Belgrade Zagreb "
     "Budapest Bratislava Ljubljana Zurich Geneva Munich Hamburg Cologne Frankfurt Amsterdam Rotterdam Brussels "
     "Antwerp Lyon Marseille Nice Porto Seville Valencia Barcelona Milan Naples Turin Florence Venice Istanbul "
-    "Ankara Tehran Baghdad Riyadh Jeddah Doha Dubai Muscat Amman Beirut Tbilisi Yerevan Baku Tashkent Almaty"
+    "Ankara Tehran Baghdad Riyadh Jeddah Doha Dubai Muscat Amman Beirut Tbilisi Yerevan Baku Tashkent Almaty "
+    # names with diacritics, as their people write them
+    "Kraków São Paulo Zürich Malmö Bogotá Reykjavík Düsseldorf Córdoba Łódź Gdańsk Wrocław Poznań Göteborg "
+    "Köln München Genève Montréal Québec Medellín Mérida Brasília Málaga Tromsø Ålesund Jyväskylä Plzeň "
+    "Nîmes Besançon Cancún Asunción Iași Timișoara Székesfehérvár Brașov Győr Pécs İzmir Niš"
 )
-_TWO_WORD = ("Cape Town", "San Diego", "Los Angeles", "New York", "Mexico City", "Buenos Aires")
+_TWO_WORD = ("Cape Town", "San Diego", "Los Angeles", "New York", "Mexico City", "Buenos Aires", "São Paulo")
+# Letters with diacritics that made-up training names take (one in four names has one or two), so
+# the models learn to copy any letter, not only the ones of the real cities.
+ACCENTED = "áàâäãåéèêëíìîïóòôöõøúùûüñçšžčćłńśźżőűăşţğıæßýÿ"
 WORDS = (
     "house tree river book window garden bread water apple chair table street mountain cloud friend school "
     "music light night morning letter market bridge forest island summer winter flower bottle mirror pencil "
@@ -85,11 +92,20 @@ def _made_up_word(rng: random.Random) -> str:
     return "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(3, 10)))
 
 
+def _accented(rng: random.Random, word: str) -> str:
+    for _ in range(rng.choice((1, 1, 2))):
+        i = rng.randrange(len(word))
+        word = word[:i] + rng.choice(ACCENTED) + word[i + 1 :]
+    return word
+
+
 def _made_up_words(rng: random.Random, count: int, capitalize: bool) -> list[str]:
     out: set[str] = set()
     while len(out) < count:
         word = _made_up_word(rng)
         if capitalize:
+            if rng.random() < 0.25:
+                word = _accented(rng, word)
             word = word.capitalize()
             if rng.random() < 0.1:
                 word += " " + _made_up_word(rng).capitalize()

@@ -88,8 +88,10 @@ def render_backbone_history(turns: Sequence[Turn]) -> str:
 
 
 def caller_turn_content(name: str, arguments: str | dict[str, Any]) -> str:
-    """The text of a caller turn: ``Action: <name>\\nAction Input: <json>``."""
-    raw = arguments if isinstance(arguments, str) else json.dumps(arguments)
+    """The text of a caller turn: ``Action: <name>\\nAction Input: <json>``; arguments given as a
+    dict keep their characters (``"Kraków"``, not a ``\\u`` escape): the text a model copies from
+    the question."""
+    raw = arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False)
     return f"Action: {name}\nAction Input: {raw}"
 
 
