@@ -14,8 +14,9 @@ the file is loaded, from the same deterministic data the tools server answers wi
 (:mod:`umi.demo.tool_data`): one key value per call (:data:`KEY_VALUE`).
 
 Judging (:func:`judge`): an expected call is made when a call has its tool name and every
-argument matches by the argument's kind (:data:`ARGUMENT_KINDS`): place names exactly after
-Unicode NFC, codes (currencies, units, tickers, words, languages) case-insensitively, numbers as
+argument matches by the argument's kind (:data:`ARGUMENT_KINDS`): place names letter for letter
+after Unicode NFC, in any case (the tools read them in any case: ``tool_data`` seeds a place's data
+with its lower-cased name), codes (currencies, units, tickers, words, languages) case-insensitively, numbers as
 numbers, an arithmetic expression by its value, a date exactly. *Calls right*: every expected
 call was made (for a question no tool answers: no call at all). *Fully right*: calls right, and
 the chat completed with an answer stating every expected value (:func:`states`), or, for a
@@ -142,7 +143,7 @@ def argument_matches(key: str, expected: Any, actual: Any) -> bool:
     if not isinstance(actual, str):
         return kind is None and bool(expected == actual)
     if kind == "place":
-        return _nfc(actual) == _nfc(expected)
+        return _nfc(actual).casefold() == _nfc(expected).casefold()
     if kind == "code":
         return actual.strip().casefold() == expected.strip().casefold()
     if kind == "expression":
