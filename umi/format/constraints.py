@@ -1,0 +1,133 @@
+"""Constrained decoding: the grammar a role's generation must follow, as an llguidance Lark grammar.
+
+One builder for every engine: vLLM takes the grammar as the request field
+``structured_outputs: {"grammar": ...}`` (with ``--structured-outputs-config.backend guidance``,
+so that the Lark dialect below is understood), the CPU engine's launcher
+(:mod:`umi.engines.transformers_structured`) and ``umi demo quality`` apply it with
+:mod:`umi.engines.grammar_mask`.
+
+Modes (``UMI_CONSTRAINED_DECODING``; the spec of the text is docs/format.md's, from the alpha-UMi
+format):
+
+    off     no constraint
+    names   caller: ``Action: `` + exactly one listed tool name + ``\\nAction Input: `` + any JSON
+            object, then the end of the turn; planner: any thought, then exactly one of the
+            decisions the template allows (`` Next: caller.``, `` Next: conclusion.`` and, in the
+            toolbench variant only, `` Next: give up.``), then the end of the turn
+    schema  as ``names``, and the caller's JSON object is valid against the tool's parameters
+            schema (``ToolDoc.parameters``, an OpenAI tool's ``parameters``); a tool without one
+            (a ToolDoc or ToolBench API given as such), or whose schema llguidance cannot compile,
+            takes any JSON object
+
+The summarizer and the backbone are never constrained (:func:`role_grammar` returns None).
+
+What the grammar allows, and the departures that matter for "a valid output is left as it is":
+
+- the thought may not contain a control phrase (``Next: caller``, ``Next: conclusion``,
+  ``Next: give up``): the planner parser takes the first one, so a turn that has one earlier is not
+  read as the turn that ends with it;
+- JSON: llguidance's JSON Schema compiler (docs/json_schema.md of guidance-ai/llguidance) with its
+  defaults, as vLLM's guidance backend uses it: any whitespace between tokens (so ``{"city":
+  "Cairo"}`` as ``json.dumps`` writes it, and any other layout), string escapes including ``\\u``;
+  object properties are generated in the order of the schema's ``properties`` (llguidance's one
+  documented departure from JSON Schema): valid arguments written in another key order are
+  rewritten in schema order by the constraint. The tools' docs list the arguments in schema order,
+  so the trained models write them so; ``format`` is enforced for the formats llguidance knows.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+from umi.format.parsers import NEXT_SUFFIX, Decision
+from umi.format.templates import PromptRole, PromptVariant
+from umi.format.tools import ToolDoc
+
+ConstraintMode = Literal["off", "names", "schema"]
+CONSTRAINT_MODES: tuple[ConstraintMode, ...] = ("off", "names", "schema")
+# What ``auto`` means for each role (docs/role-services.md, "Constrained decoding").
+ROLE_DEFAULT_MODES: dict[PromptRole, ConstraintMode] = {
+    "caller": "schema", "planner": "names", "summarizer": "off", "backbone": "off",
+}
+ANY_OBJECT: dict[str, Any] = {"type": "object"}
+# The decisions each template variant asks for (docs/format.md: the toolalpaca planner has no give up).
+VARIANT_DECISIONS: dict[PromptVariant, tuple[Decision, ...]] = {
+    "toolbench": ("caller", "conclusion", "give_up"),
+    "toolalpaca": ("caller", "conclusion"),
+}
+_CONTROL_PHRASES = r"Next: (caller|conclusion|give up)"
+
+
+def _literal(text: str) -> str:
+    """A Lark string literal for ``text`` (JSON's escapes, non-ASCII kept as it is)."""
+    return json.dumps(text, ensure_ascii=False)
+
+
+@functools.lru_cache(maxsize=1024)
+def _compiles(schema: str) -> bool:
+    """llguidance can compile the schema (it refuses some keywords: ``patternProperties``...)."""
+    import llguidance
+
+    try:
+        grammar = llguidance.LLMatcher.grammar_from_json_schema(schema)
+    except ValueError:
+        return False
+    return llguidance.LLMatcher.validate_grammar(grammar) == ""
+
+
+def _schema(value: Mapping[str, Any] | None) -> str:
+    """The arguments' schema as JSON; any JSON object when there is none or llguidance cannot
+    compile it (the call is then held to a JSON object only, not refused)."""
+    text = json.dumps(dict(value), ensure_ascii=False) if value else ""
+    return text if text and _compiles(text) else json.dumps(ANY_OBJECT)
+
+
+def caller_grammar(tools: Sequence[ToolDoc], mode: ConstraintMode) -> str | None:
+    """``Action: <one of the tools' names>\\nAction Input: <JSON object>``, nothing after.
+
+    ``mode`` ``names``: any JSON object; ``schema``: the tool's ``parameters`` when it has them.
+    None for ``off`` or an empty tool list (nothing could be valid: the model answers as it would).
+    """
+    if mode == "off" or not tools:
+        return None
+    rules = ['start: "Action: " call', "call: " + " | ".join(f"call_{i}" for i in range(len(tools)))]
+    for i, tool in enumerate(tools):
+        schema = tool.parameters if mode == "schema" else None
+        rules.append(f"call_{i}: {_literal(tool.Name + chr(10) + 'Action Input: ')} arguments_{i}")
+        rules.append(f"arguments_{i}: %json {_schema(schema)}")
+    return "\n".join(rules) + "\n"
+
+
+def planner_grammar(decisions: Sequence[Decision], mode: ConstraintMode) -> str | None:
+    """Any thought without a control phrase, then `` Next: <decision>.``, nothing after.
+
+    ``names`` and ``schema`` are the same here; None for ``off``.
+    """
+    if mode == "off":
+        return None
+    if not decisions:
+        raise ValueError("decisions: at least one decision is needed")
+    endings = " | ".join(_literal(" " + NEXT_SUFFIX[d]) for d in decisions)
+    return "\n".join([
+        "start: PLAN",
+        "PLAN: THOUGHT DECISION",
+        f"THOUGHT: /(?s:.*)/ & ~/(?s:.*){_CONTROL_PHRASES}(?s:.*)/",
+        f"DECISION: {endings}",
+    ]) + "\n"
+
+
+def role_grammar(role: PromptRole, tools: Sequence[ToolDoc], mode: ConstraintMode, variant: PromptVariant = "toolbench") -> str | None:
+    """The grammar of ``role``'s turn in ``mode``; None when it is not constrained."""
+    if role == "caller":
+        return caller_grammar(tools, mode)
+    if role == "planner":
+        return planner_grammar(VARIANT_DECISIONS[variant], mode)
+    return None
+
+
+def structured_outputs(grammar: str | None) -> dict[str, str] | None:
+    """The request field both engines take (vLLM's ``StructuredOutputsParams``, grammar kind)."""
+    return None if grammar is None else {"grammar": grammar}
