@@ -28,7 +28,8 @@ What the grammar allows, and the departures that matter for "a valid output is l
   read as the turn that ends with it;
 - JSON: llguidance's JSON Schema compiler (docs/json_schema.md of guidance-ai/llguidance) with its
   defaults, as vLLM's guidance backend uses it: any whitespace between tokens (so ``{"city":
-  "Cairo"}`` as ``json.dumps`` writes it, and any other layout), string escapes including ``\\u``;
+  "Cairo"}`` as ``json.dumps`` writes it, and any other layout), every string escape, ``\\u``
+  included (:data:`JSON_OPTIONS`: llguidance refuses ``\\u`` escapes by default);
   object properties are generated in the order of the schema's ``properties`` (llguidance's one
   documented departure from JSON Schema): valid arguments written in another key order are
   rewritten in schema order by the constraint. The tools' docs list the arguments in schema order,
@@ -53,6 +54,10 @@ ROLE_DEFAULT_MODES: dict[PromptRole, ConstraintMode] = {
     "caller": "schema", "planner": "names", "summarizer": "off", "backbone": "off",
 }
 ANY_OBJECT: dict[str, Any] = {"type": "object"}
+# llguidance's JSON options (its docs/json_schema.md, "x-guidance"): any whitespace between tokens,
+# and \uXXXX escapes in strings, which llguidance refuses by default and json.dumps writes for
+# every non-ASCII character (the demo corpus's caller turns: "Krak\u00f3w").
+JSON_OPTIONS: dict[str, Any] = {"whitespace_flexible": True, "json_allow_general_unicode_escapes": True}
 # The decisions each template variant asks for (docs/format.md: the toolalpaca planner has no give up).
 VARIANT_DECISIONS: dict[PromptVariant, tuple[Decision, ...]] = {
     "toolbench": ("caller", "conclusion", "give_up"),
@@ -79,10 +84,15 @@ def _compiles(schema: str) -> bool:
 
 
 def _schema(value: Mapping[str, Any] | None) -> str:
-    """The arguments' schema as JSON; any JSON object when there is none or llguidance cannot
-    compile it (the call is then held to a JSON object only, not refused)."""
-    text = json.dumps(dict(value), ensure_ascii=False) if value else ""
-    return text if text and _compiles(text) else json.dumps(ANY_OBJECT)
+    """The arguments' schema as JSON, with :data:`JSON_OPTIONS` (a schema's own ``x-guidance``
+    wins); any JSON object when there is none or llguidance cannot compile it (the call is then
+    held to a JSON object only, not refused)."""
+    if value:
+        options = {**JSON_OPTIONS, **(value.get("x-guidance") or {})}
+        text = json.dumps({**value, "x-guidance": options}, ensure_ascii=False)
+        if _compiles(text):
+            return text
+    return json.dumps({**ANY_OBJECT, "x-guidance": JSON_OPTIONS})
 
 
 def caller_grammar(tools: Sequence[ToolDoc], mode: ConstraintMode) -> str | None:
