@@ -56,8 +56,8 @@ Failure injection, by marker files in weight directories:
 ``FAKE_RELOAD_STALE`` (an in-place reload of them reports success and keeps the old weights:
 vLLM #32718);
 and at run time ``POST /fake/inject``: ``{"script": [TEXT, ...]}``, what the weights "would" write
-(the greedy model: at each step it prefers the next token of the first TEXT the output so far is a
-prefix of, in the model directory's tokenizer, then the end of sequence; unconstrained, the first
+(the greedy model: at each step it prefers the first token, in the model directory's tokenizer, of
+the rest of each TEXT the output so far is a prefix of, in order, then the end of sequence; unconstrained, the first
 TEXT comes out, and under ``structured_outputs`` the most preferred token the grammar allows is
 chosen at each step, as vLLM's logits mask does; ``[]`` goes back to the default text);
 ``{"crash_mid_request": true}``, the next completion
@@ -253,11 +253,13 @@ class Fake:
         matcher = llguidance.LLMatcher(tok, grammar, log_level=0)
         if matcher.is_error():
             return f"Grammar error: {matcher.get_error()}"
-        scripts = [tok.tokenize_str(t) for t in texts]
+        scripts = [t.encode() for t in texts]
         out: list[int] = []
         while len(out) < max_tokens:
             allowed = matcher.compute_bitmask()
-            preferred = [s[len(out)] for s in scripts if s[: len(out)] == out and len(s) > len(out)] + [tok.eos_token]
+            so_far = tok.decode_bytes(out)
+            preferred = [tok.tokenize_bytes(s[len(so_far):])[0] for s in scripts if s.startswith(so_far) and len(s) > len(so_far)]
+            preferred.append(tok.eos_token)
             choices = [t for t in preferred if allowed[t // 8] >> (t % 8) & 1]
             if not choices:  # nothing the weights prefer is allowed: the lowest allowed token
                 choices = [next(t for t in range(len(allowed) * 8) if allowed[t // 8] >> (t % 8) & 1)]

@@ -113,8 +113,7 @@ class GrammarLogitsProcessor(LogitsProcessor):
         for j, i in enumerate(rows):
             m = self.matchers[i]
             assert m is not None
-            if not m.is_stopped():  # a finished row only gets padding from generate
-                m.unsafe_compute_mask_ptr(bitmask[j].data_ptr(), self.words * 4)
+            m.unsafe_compute_mask_ptr(bitmask[j].data_ptr(), self.words * 4)  # stopped or in error: EOS only
         allowed = ((bitmask.unsqueeze(-1) >> self._shifts) & 1).bool().view(len(rows), -1)[:, : scores.shape[-1]]
         if allowed.shape[-1] < scores.shape[-1]:  # logits past the tokenizer's vocabulary are never allowed
             allowed = torch.nn.functional.pad(allowed, (0, scores.shape[-1] - allowed.shape[-1]), value=False)

@@ -15,7 +15,8 @@ format):
             decisions the template allows (`` Next: caller.``, `` Next: conclusion.`` and, in the
             toolbench variant only, `` Next: give up.``), then the end of the turn
     schema  as ``names``, and the caller's JSON object is valid against the tool's parameters
-            schema (``ToolDoc.parameters``, an OpenAI tool's ``parameters``); a tool without one
+            schema (``ToolDoc.parameters``, an OpenAI tool's ``parameters``), with no keys besides
+            the documented ones where the schema does not say (:func:`closed`); a tool without one
             (a ToolDoc or ToolBench API given as such), or whose schema llguidance cannot compile,
             takes any JSON object
 
@@ -26,10 +27,11 @@ What the grammar allows, and the departures that matter for "a valid output is l
 - the thought may not contain a control phrase (``Next: caller``, ``Next: conclusion``,
   ``Next: give up``): the planner parser takes the first one, so a turn that has one earlier is not
   read as the turn that ends with it;
-- JSON: llguidance's JSON Schema compiler (docs/json_schema.md of guidance-ai/llguidance) with its
-  defaults, as vLLM's guidance backend uses it: any whitespace between tokens (so ``{"city":
-  "Cairo"}`` as ``json.dumps`` writes it, and any other layout), every string escape, ``\\u``
-  included (:data:`JSON_OPTIONS`: llguidance refuses ``\\u`` escapes by default);
+- JSON: llguidance's JSON Schema compiler (docs/json_schema.md of guidance-ai/llguidance) with
+  :data:`JSON_OPTIONS`: up to 16 whitespace characters between tokens (so ``{"city": "Cairo"}``
+  as ``json.dumps`` writes it, and indented JSON), every string escape, ``\\u`` included
+  (llguidance refuses ``\\u`` escapes by default; ``json.dumps`` writes one for every non-ASCII
+  character);
   object properties are generated in the order of the schema's ``properties`` (llguidance's one
   documented departure from JSON Schema): valid arguments written in another key order are
   rewritten in schema order by the constraint. The tools' docs list the arguments in schema order,
@@ -54,10 +56,11 @@ ROLE_DEFAULT_MODES: dict[PromptRole, ConstraintMode] = {
     "caller": "schema", "planner": "names", "summarizer": "off", "backbone": "off",
 }
 ANY_OBJECT: dict[str, Any] = {"type": "object"}
-# llguidance's JSON options (its docs/json_schema.md, "x-guidance"): any whitespace between tokens,
-# and \uXXXX escapes in strings, which llguidance refuses by default and json.dumps writes for
+# llguidance's JSON options (its docs/json_schema.md, "x-guidance"): up to 16 whitespace characters
+# between tokens (json.dumps's single spaces, ToolBench's indented JSON; not the endless blank lines a
+# lost model writes), and \uXXXX escapes in strings, which llguidance refuses by default and json.dumps writes for
 # every non-ASCII character (the demo corpus's caller turns: "Krak\u00f3w").
-JSON_OPTIONS: dict[str, Any] = {"whitespace_flexible": True, "json_allow_general_unicode_escapes": True}
+JSON_OPTIONS: dict[str, Any] = {"whitespace_pattern": r"[\x20\x0A\x0D\x09]{0,16}", "json_allow_general_unicode_escapes": True}
 # The decisions each template variant asks for (docs/format.md: the toolalpaca planner has no give up).
 VARIANT_DECISIONS: dict[PromptVariant, tuple[Decision, ...]] = {
     "toolbench": ("caller", "conclusion", "give_up"),
@@ -83,13 +86,44 @@ def _compiles(schema: str) -> bool:
     return llguidance.LLMatcher.validate_grammar(grammar) == ""
 
 
+_SUBSCHEMAS = ("items", "additionalItems", "contains", "not", "if", "then", "else")
+_SUBSCHEMA_LISTS = ("allOf", "anyOf", "oneOf", "prefixItems")
+_SUBSCHEMA_MAPS = ("properties", "$defs", "definitions", "dependentSchemas")
+
+
+def closed(schema: Any) -> Any:
+    """``schema`` with ``"additionalProperties": false`` on every object schema that lists
+    ``properties`` and says nothing of other keys: a call writes the arguments the tool documents,
+    not invented ones (vLLM's ``disable_additional_properties`` option of its guidance backend does
+    the same: vllm/v1/structured_output/backend_guidance.py). Other values are returned as they are."""
+    if isinstance(schema, list):
+        return [closed(s) for s in schema]
+    if not isinstance(schema, Mapping):
+        return schema
+    out = dict(schema)
+    for key in _SUBSCHEMAS:
+        if key in out:
+            out[key] = closed(out[key])
+    for key in _SUBSCHEMA_LISTS:
+        if isinstance(out.get(key), list):
+            out[key] = closed(out[key])
+    for key in _SUBSCHEMA_MAPS:
+        if isinstance(out.get(key), Mapping):
+            out[key] = {name: closed(sub) for name, sub in out[key].items()}
+    if isinstance(out.get("properties"), Mapping) and "additionalProperties" not in out and "patternProperties" not in out:
+        out["additionalProperties"] = False
+    elif isinstance(out.get("additionalProperties"), Mapping):
+        out["additionalProperties"] = closed(out["additionalProperties"])
+    return out
+
+
 def _schema(value: Mapping[str, Any] | None) -> str:
     """The arguments' schema as JSON, with :data:`JSON_OPTIONS` (a schema's own ``x-guidance``
     wins); any JSON object when there is none or llguidance cannot compile it (the call is then
     held to a JSON object only, not refused)."""
     if value:
         options = {**JSON_OPTIONS, **(value.get("x-guidance") or {})}
-        text = json.dumps({**value, "x-guidance": options}, ensure_ascii=False)
+        text = json.dumps({**closed(value), "x-guidance": options}, ensure_ascii=False)
         if _compiles(text):
             return text
     return json.dumps({**ANY_OBJECT, "x-guidance": JSON_OPTIONS})
