@@ -153,6 +153,22 @@ def run_loops(models: dict[str, Generator], trajectories: Sequence[Trajectory], 
     return states
 
 
+def loop_calls(states: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The calls the loops made: how many named a tool that is not listed, and how many named a
+    listed demo tool with arguments its JSON Schema refuses (or that are not a JSON object)."""
+    import jsonschema
+
+    calls = [(s["traj"].tool_names(), name, args) for s in states for name, args in s["calls"]]
+    unlisted = sum(1 for names, name, _ in calls if name not in names)
+    invalid = 0
+    for names, name, args in calls:
+        if name in names:
+            schema = BY_NAME[name].schema("")["function"]["parameters"] if name in BY_NAME else {"type": "object"}
+            invalid += args is None or not jsonschema.Draft202012Validator(schema).is_valid(args)
+    pct = (lambda n: round(100 * n / len(calls), 2) if calls else None)
+    return {"calls": len(calls), "unlisted_names": pct(unlisted), "invalid_arguments": pct(invalid)}
+
+
 def task_success(state: dict[str, Any]) -> bool:
     """Judged as ``umi eval chats`` judges a chat, against the task the gold trajectory solves."""
     task = task_from_trajectory(state["traj"], "quality")
@@ -211,6 +227,7 @@ def measure(
         "metrics": result.metrics.model_dump(),
         "arguments_exact": round(100 * exact / len(calls), 2) if calls else None,
         "task_success": round(100 * sum(task_success(s) for s in loops) / len(loops), 2),
+        "loop_calls": loop_calls(loops),
         "failures": failures[:20],
     }
 
