@@ -63,12 +63,19 @@ def test_the_caller_grammar_accepts_a_listed_name_and_an_object_valid_for_the_mo
     assert accepts(tokenizer, caller_grammar(TOOLS, "schema"), text) is schema
 
 
-def test_names_the_parsers_would_not_read_back_are_escaped_literally(tokenizer: llguidance.LLTokenizer) -> None:
-    odd = [ToolDoc(Name='say "hi" \\ now'), ToolDoc(Name="météo/ville")]
-    grammar = caller_grammar(odd, "schema")
-    assert accepts(tokenizer, grammar, 'Action: say "hi" \\ now\nAction Input: {}')
-    assert accepts(tokenizer, grammar, 'Action: météo/ville\nAction Input: {"a": 1}')
-    assert not accepts(tokenizer, grammar, "Action: say\nAction Input: {}")
+@pytest.mark.parametrize("name", ['say "hi" \\ now', "météo/ville", "a.*b+(c)", "tab\there\x7f\x9b\x10", "emoji \U0001f600 \U000aabdc"])
+def test_any_name_is_matched_exactly(tokenizer: llguidance.LLTokenizer, name: str) -> None:
+    grammar = caller_grammar([ToolDoc(Name=name), ToolDoc(Name="other")], "schema")
+    assert accepts(tokenizer, grammar, f"Action: {name}\nAction Input: {{}}")
+    assert not accepts(tokenizer, grammar, f"Action: {name[:-1]}\nAction Input: {{}}")
+    assert not accepts(tokenizer, grammar, f"Action: {name}x\nAction Input: {{}}")
+
+
+def test_a_schema_without_a_type_still_takes_only_an_object(tokenizer: llguidance.LLTokenizer) -> None:
+    loose = to_tooldocs([{"type": "function", "function": {"name": "loose", "parameters": {"$": {"s": True}, "": []}}}])
+    grammar = caller_grammar(loose, "schema")
+    assert accepts(tokenizer, grammar, 'Action: loose\nAction Input: {"a": [1]}')
+    assert not accepts(tokenizer, grammar, "Action: loose\nAction Input: 3")
 
 
 def test_a_schema_llguidance_cannot_compile_holds_the_arguments_to_an_object(tokenizer: llguidance.LLTokenizer) -> None:

@@ -70,8 +70,16 @@ _CONTROL_PHRASES = r"Next: (caller|conclusion|give up)"
 
 
 def _literal(text: str) -> str:
-    """A Lark string literal for ``text`` (JSON's escapes, non-ASCII kept as it is)."""
+    """A Lark string literal for ``text`` (JSON's escapes, non-ASCII kept as it is): for the
+    grammar's own fixed text."""
     return json.dumps(text, ensure_ascii=False)
+
+
+def _exactly(text: str) -> str:
+    """A Lark regex terminal matching exactly ``text``, whatever it holds: ASCII letters, digits
+    and ``_`` as they are, every other character as ``\\x{HEX}`` (Rust regex syntax; a tool name
+    may hold control characters, which Lark string literals refuse)."""
+    return "/" + "".join(c if c.isascii() and (c.isalnum() or c == "_") else f"\\x{{{ord(c):x}}}" for c in text) + "/"
 
 
 @functools.lru_cache(maxsize=1024)
@@ -123,7 +131,9 @@ def _schema(value: Mapping[str, Any] | None) -> str:
     held to a JSON object only, not refused)."""
     if value:
         options = {**JSON_OPTIONS, **(value.get("x-guidance") or {})}
-        text = json.dumps({**closed(value), "x-guidance": options}, ensure_ascii=False)
+        # "type": "object" always: a schema without a type accepts any JSON value, and the
+        # caller's arguments are an object (``FunctionSpec`` refuses schemas of another type).
+        text = json.dumps({**closed(value), "type": "object", "x-guidance": options}, ensure_ascii=False)
         if _compiles(text):
             return text
     return json.dumps({**ANY_OBJECT, "x-guidance": JSON_OPTIONS})
@@ -140,7 +150,7 @@ def caller_grammar(tools: Sequence[ToolDoc], mode: ConstraintMode) -> str | None
     rules = ['start: "Action: " call', "call: " + " | ".join(f"call_{i}" for i in range(len(tools)))]
     for i, tool in enumerate(tools):
         schema = tool.parameters if mode == "schema" else None
-        rules.append(f"call_{i}: {_literal(tool.Name + chr(10) + 'Action Input: ')} arguments_{i}")
+        rules.append(f"call_{i}: {_exactly(tool.Name + chr(10) + 'Action Input: ')} arguments_{i}")
         rules.append(f"arguments_{i}: %json {_schema(schema)}")
     return "\n".join(rules) + "\n"
 
