@@ -70,6 +70,7 @@ def vllm_service(tiny_models: dict[str, Path]) -> ServiceMaker:
             max_model_len=1024,
             dtype="float16",
             engine_args="--fake-token-delay 0.01 --enforce-eager",
+            constrained_decoding="off",  # the fake's words are its tokens then (constrained: tests/engines/test_constrained.py)
         )
         values.update(overrides)
         with role_service(planner.ROLE, service_settings(**values)) as client:

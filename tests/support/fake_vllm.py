@@ -39,6 +39,14 @@ What it does like vLLM:
   vllm/entrypoints/openai/serving_completion.py ``completion_stream_generator``), every later one
   answers 500, ``/health`` answers 503 (api_server.py ``health``: ``EngineDeadError``), and the
   process exits ``exit_after_s`` later (launcher.py ``terminate_if_errored`` / ``watchdog_loop``);
+- structured outputs: ``--structured-outputs-config.backend`` (vllm/config/structured_outputs.py:
+  auto, xgrammar, guidance, outlines, lm-format-enforcer) and the request field
+  ``structured_outputs`` (vllm/sampling_params.py ``StructuredOutputsParams``: exactly one of
+  json, regex, choice, grammar, json_object, structural_tag, else 400); compiled as vLLM's guidance
+  backend does (vllm/v1/structured_output/backend_guidance.py: ``llguidance.grammar_from``, a
+  grammar error is a 400). Only the guidance backend is imitated: under ``auto`` the request is
+  compiled by it, under another backend a constrained request answers 400. The old ``guided_*``
+  fields are ignored, as vLLM >= 0.12 ignores them;
 - a hung engine (``{"hang": true}``): completions never answer while ``/health`` says 200, as
   vLLM's does (vllm/v1/engine/async_llm.py ``check_health`` only checks the dead-error flag).
 
@@ -47,7 +55,12 @@ Failure injection, by marker files in weight directories:
 (generating with them answers 500), ``FAKE_SLOW_LOAD`` (its content: seconds a load takes),
 ``FAKE_RELOAD_STALE`` (an in-place reload of them reports success and keeps the old weights:
 vLLM #32718);
-and at run time ``POST /fake/inject``: ``{"crash_mid_request": true}``, the next completion
+and at run time ``POST /fake/inject``: ``{"script": [TEXT, ...]}``, what the weights "would" write
+(the greedy model: at each step it prefers the first token, in the model directory's tokenizer, of
+the rest of each TEXT the output so far is a prefix of, in order, then the end of sequence; unconstrained, the first
+TEXT comes out, and under ``structured_outputs`` the most preferred token the grammar allows is
+chosen at each step, as vLLM's logits mask does; ``[]`` goes back to the default text);
+``{"crash_mid_request": true}``, the next completion
 writes two tokens and the process dies; ``{"hold_streams": true|false}``, streams stop after
 their first token until released. ``GET /fake/state`` shows what the fake saw.
 """
@@ -98,6 +111,8 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     p.add_argument("--dtype", default="auto")
     p.add_argument("--generation-config", default="auto")
     p.add_argument("--api-key")
+    p.add_argument("--structured-outputs-config.backend", dest="structured_outputs_backend", default="auto",
+                   choices=["auto", "xgrammar", "guidance", "outlines", "lm-format-enforcer"])
     p.add_argument("--fake-token-delay", type=float, default=0.0)
     p.add_argument("--fake-reload-delay", type=float, default=0.0)
     args, unknown = p.parse_known_args(argv)
@@ -148,6 +163,39 @@ def error(status: int, message: str, err_type: str) -> JSONResponse:
     return JSONResponse({"error": {"message": message, "type": err_type, "param": None, "code": status}}, status_code=status)
 
 
+# vllm/sampling_params.py StructuredOutputsParams: the mutually exclusive kinds.
+STRUCTURED_OUTPUT_KINDS = ("json", "regex", "choice", "grammar", "json_object", "structural_tag")
+
+
+def structured_outputs_problem(value: Any, backend: str) -> str | None:
+    """Why vLLM would answer 400 to this ``structured_outputs`` (StructuredOutputsParams.__post_init__), or None."""
+    if not isinstance(value, dict):
+        return "1 validation error: structured_outputs: Input should be a valid dictionary"
+    given = [k for k in STRUCTURED_OUTPUT_KINDS if value.get(k) is not None]
+    if len(given) > 1:
+        return f"You can only use one kind of structured outputs constraint but multiple are specified: {value}"
+    if not given:
+        return f"You must use one kind of structured outputs constraint but none are specified: {value}"
+    if backend not in ("auto", "guidance"):
+        return f"the fake imitates the guidance structured-outputs backend only, not {backend}"
+    if given[0] == "structural_tag":
+        return "the fake does not imitate structural_tag"
+    return None
+
+
+def guidance_grammar(value: dict[str, Any]) -> str:
+    """backend_guidance.py serialize_guidance_grammar: llguidance.grammar_from(kind, spec)."""
+    import llguidance
+
+    kind = next(k for k in STRUCTURED_OUTPUT_KINDS if value.get(k) is not None)
+    spec = value[kind]
+    if kind == "json_object":
+        return llguidance.LLMatcher.grammar_from_json_schema('{"type": "object"}')
+    if kind in ("json", "choice") and not isinstance(spec, str):
+        spec = json.dumps(spec)
+    return llguidance.grammar_from(kind, spec)
+
+
 def weights_fail_to_load(path: str) -> str | None:
     if marker(path, "FAKE_LOAD_FAILS") is not None:
         return f"cannot load weights from {path}: injected failure"
@@ -184,6 +232,42 @@ class Fake:
         self.sampling_defaults = generation_defaults(args.model, args.generation_config)
         self.streams_released = asyncio.Event()
         self.streams_released.set()
+        self.script: list[str] = []  # POST /fake/inject {"script": [...]}: what the weights write, by preference
+        self._ll_tokenizer: Any = None
+
+    def ll_tokenizer(self) -> Any:
+        """llguidance's view of the model directory's tokenizer (loaded on the first constrained request)."""
+        if self._ll_tokenizer is None:
+            import llguidance.hf
+            from transformers import AutoTokenizer
+
+            self._ll_tokenizer = llguidance.hf.from_tokenizer(AutoTokenizer.from_pretrained(self.args.model))
+        return self._ll_tokenizer
+
+    def constrained_pieces(self, grammar: str, texts: list[str], max_tokens: int) -> tuple[list[str], str] | str:
+        """Greedy generation of the scripted model under ``grammar``: (pieces, finish_reason), or the
+        grammar's error."""
+        import llguidance
+
+        tok = self.ll_tokenizer()
+        matcher = llguidance.LLMatcher(tok, grammar, log_level=0)
+        if matcher.is_error():
+            return f"Grammar error: {matcher.get_error()}"
+        scripts = [t.encode() for t in texts]
+        out: list[int] = []
+        while len(out) < max_tokens:
+            allowed = matcher.compute_bitmask()
+            so_far = tok.decode_bytes(out)
+            preferred = [tok.tokenize_bytes(s[len(so_far):])[0] for s in scripts if s.startswith(so_far) and len(s) > len(so_far)]
+            preferred.append(tok.eos_token)
+            choices = [t for t in preferred if allowed[t // 8] >> (t % 8) & 1]
+            if not choices:  # nothing the weights prefer is allowed: the lowest allowed token
+                choices = [next(t for t in range(len(allowed) * 8) if allowed[t // 8] >> (t % 8) & 1)]
+            if choices[0] == tok.eos_token:
+                return [tok.decode_str([t]) for t in out], "stop"
+            matcher.consume_token(choices[0])
+            out.append(choices[0])
+        return [tok.decode_str([t]) for t in out], "length"
 
     def state(self) -> dict[str, Any]:
         return {
@@ -245,6 +329,8 @@ def build_app(fake: Fake) -> FastAPI:
         if "engine_dies" in body:
             fake.dies_next = bool(body["engine_dies"])
             fake.exit_after_s = float(body.get("exit_after_s", fake.exit_after_s))
+        if "script" in body:
+            fake.script = [str(t) for t in body["script"]]
         if "hang" in body:
             (fake.hang.set if body["hang"] else fake.hang.clear)()
         return {"ok": True}
@@ -273,15 +359,30 @@ def build_app(fake: Fake) -> FastAPI:
                 f"This model's maximum context length is {a.max_model_len} tokens. However, you requested "
                 f"{prompt_tokens + requested} tokens ({prompt_tokens} in the messages, {requested} in the completion). "
                 "Please reduce the length of the messages or completion."), "BadRequestError")
+        grammar = None
+        structured = body.get("structured_outputs")
+        if structured is not None:
+            problem = structured_outputs_problem(structured, a.structured_outputs_backend)
+            if problem:
+                return error(400, problem, "BadRequestError")
+            grammar = guidance_grammar(structured)
         sampling = {k: body.get(k, fake.sampling_defaults.get(k, default)) for k, default in VLLM_SAMPLING_DEFAULTS.items()}
-        fake.completions.append({"model": model, "weights": weights, "prompt": body.get("prompt", ""), "sampling": sampling})
+        fake.completions.append({"model": model, "weights": weights, "prompt": body.get("prompt", ""), "sampling": sampling,
+                                 "structured_outputs": structured})
         if marker(weights, "FAKE_WARMUP_FAILS") is not None:
             return error(500, f"generation with {weights} failed: injected failure", "InternalServerError")
-        words = f"Using {Path(weights).name}. Next: caller.".split(" ")
+        texts = fake.script or [f"Using {Path(weights).name}. Next: caller."]
         max_tokens = int(body.get("max_tokens") or 16)
-        finish = "length" if len(words) > max_tokens else "stop"
-        words = words[:max_tokens]
-        pieces = [w if i == 0 else " " + w for i, w in enumerate(words)]
+        if grammar is not None:
+            generated = fake.constrained_pieces(grammar, texts, max_tokens)
+            if isinstance(generated, str):
+                return error(400, generated, "BadRequestError")
+            pieces, finish = generated
+        else:
+            words = texts[0].split(" ")
+            finish = "length" if len(words) > max_tokens else "stop"
+            words = words[:max_tokens]
+            pieces = [w if i == 0 else " " + w for i, w in enumerate(words)]
         usage = {"prompt_tokens": len(str(body.get("prompt", "")).split()), "completion_tokens": len(pieces)}
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         rid = f"cmpl-{uuid.uuid4().hex}"

@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from umi.format.constraints import CONSTRAINT_MODES
+
 
 def _cmd_corpus(args: argparse.Namespace) -> int:
     from umi.demo.corpus import write_corpus
@@ -23,10 +25,10 @@ def _cmd_quality(args: argparse.Namespace) -> int:
 
     if args.suite:
         return _quality_suite(args)
-    if args.if_changed and args.out and is_current(Path(args.out), Path(args.models), args.caller):
+    if args.if_changed and args.out and is_current(Path(args.out), Path(args.models), args.caller, args.constrained):
         print(f"{args.out}: up to date (measured on these models)")
         return 0
-    report = measure(Path(args.models), Path(args.test), args.caller, args.limit, progress=not args.quiet)
+    report = measure(Path(args.models), Path(args.test), args.caller, args.limit, progress=not args.quiet, constrained=args.constrained)
     text = json.dumps(report, indent=2)
     if not args.out:
         print(text)
@@ -34,7 +36,8 @@ def _cmd_quality(args: argparse.Namespace) -> int:
     Path(args.out).write_text(text + "\n", encoding="utf-8")
     m = report["metrics"]
     print(f"task success {report['task_success']}%, arguments exactly right {report['arguments_exact']}%, "
-          f"Plan ACC {m['plan_acc']}, Act. EM {m['act_em']} on {report['trajectories']} held-out questions -> {args.out}")
+          f"Plan ACC {m['plan_acc']}, Act. EM {m['act_em']}, Hallu. {m['hallu']} on {report['trajectories']} held-out questions "
+          f"(constrained decoding: {report['constrained']}) -> {args.out}")
     return 0
 
 
@@ -47,7 +50,7 @@ def _quality_suite(args: argparse.Namespace) -> int:
     if args.suite not in SUITES:
         print(f"umi demo quality: --suite: unknown suite {args.suite!r}; known: {', '.join(SUITES)}", file=sys.stderr)
         return EXIT_USAGE
-    report = measure_suite(Path(args.models), args.suite, args.caller, args.limit, progress=not args.quiet)
+    report = measure_suite(Path(args.models), args.suite, args.caller, args.limit, progress=not args.quiet, constrained=args.constrained)
     print("\n".join(report_lines(report)))
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -135,6 +138,8 @@ def add_demo_parser(sub: Any) -> None:
     q.add_argument("--limit", type=int, default=0)
     q.add_argument("--out", default=None, help="write the report here (and print a one-line summary)")
     q.add_argument("--if-changed", action="store_true", help="with --test: do nothing if --out was measured on these very models")
+    q.add_argument("--constrained", choices=CONSTRAINT_MODES, default="off",
+                   help="constrained decoding as UMI_CONSTRAINED_DECODING sets it (docs/role-services.md); default off")
     q.add_argument("--quiet", action="store_true")
     q.set_defaults(func=_cmd_quality)
     r = dsub.add_parser("run", help="make demo: the stack on free ports, example chats, a caller swap under load; then stop")

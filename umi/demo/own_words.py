@@ -41,6 +41,7 @@ from umi.demo.suite import number_text
 from umi.demo.tools_app import BY_NAME, tool_set
 from umi.eval.chats import ExpectedCall
 from umi.format import Trajectory, Turn, to_tooldocs
+from umi.format.constraints import ConstraintMode
 
 FIXTURE = Path(__file__).with_name("own_words.json")
 SUITES = {"own-words": FIXTURE}  # the suites of `umi demo quality --suite`
@@ -221,13 +222,13 @@ def _breakdown(results: list[dict[str, Any]], key: str) -> dict[str, dict[str, A
 
 def measure_suite(
     model_dir: Path, suite: str = "own-words", caller: str = "caller", limit: int = 0, progress: bool = True,
-    max_steps: int = 8,
+    max_steps: int = 8, constrained: ConstraintMode = "off",
 ) -> dict[str, Any]:
     """Run the whole loop in process (:func:`umi.demo.quality.run_loops`: the real prompts,
     parsers and tool functions, greedy decoding) for each question of ``suite`` with the v1
-    tools, and judge it. Returns the report: rates in percent, counts by tool and by form, every
+    tools, with ``constrained`` decoding (as ``umi demo quality --constrained``), and judge it. Returns the report: rates in percent, counts by tool and by form, every
     result and the failures (question, status, calls made, answer, reasons)."""
-    from umi.demo.quality import Generator, _versions, run_loops
+    from umi.demo.quality import _versions, load_role_models, run_loops
 
     questions = load_questions(SUITES[suite])
     if limit:
@@ -235,8 +236,7 @@ def measure_suite(
     values = [q.expected_values() for q in questions]  # before the long part: a refused argument fails at once
     docs = v1_tool_docs()
     trajectories = [Trajectory(tools=docs, conversations=[Turn(role="user", content=q.question)]) for q in questions]
-    models = {"planner": Generator.load(model_dir / "planner"), "caller": Generator.load(model_dir / caller),
-              "summarizer": Generator.load(model_dir / "summarizer")}  # fmt: skip
+    models = load_role_models(model_dir, caller, constrained)
     with tqdm(total=1, desc=suite, disable=not progress) as bar:
         states = run_loops(models, trajectories, max_steps=max_steps)
         bar.update(1)
@@ -253,7 +253,7 @@ def measure_suite(
     fully = sum(r["fully_right"] for r in results)
     calls = sum(r["calls_right"] for r in results)
     return {
-        "suite": suite, "caller": caller, "questions": len(results), "versions": _versions(model_dir, caller),
+        "suite": suite, "caller": caller, "constrained": constrained, "questions": len(results), "versions": _versions(model_dir, caller),
         "fully_right": _rate(fully, len(results)), "calls_right": _rate(calls, len(results)),
         "fully_right_count": fully, "calls_right_count": calls,
         "by_tool": _breakdown(results, "tools"), "by_form": _breakdown(results, "forms"),
@@ -265,7 +265,7 @@ def measure_suite(
 def report_lines(report: dict[str, Any]) -> list[str]:
     """The report as a table (by tool, by form, in all) followed by the failures."""
     n = report["questions"]
-    lines = [f"{report['suite']}: {n} questions, caller {report['caller']}", "",
+    lines = [f"{report['suite']}: {n} questions, caller {report['caller']}, constrained decoding {report['constrained']}", "",
              f"{'':<16}{'questions':>10}{'fully right':>13}{'calls right':>13}"]  # fmt: skip
     for title, key in (("by tool", "by_tool"), ("by form", "by_form")):
         lines.append(title)

@@ -26,6 +26,9 @@ from umi.eval.score import score
 from umi.eval.steps import Ask, first_asks, follow_up_asks
 from umi.format.observations import invalid_arguments_observation, unknown_tool_observation
 from umi.service.weights import recorded_version
+from umi.format.constraints import CONSTRAINT_MODES, ConstraintMode, role_grammar
+from umi.format.templates import PromptRole
+from umi.format.tools import ToolDoc
 from umi.format import HALLUCINATED_NAME, Trajectory, caller_turn_content, Turn, parse_caller, parse_planner, parse_summarizer, render_prompt
 
 MAX_NEW_TOKENS = DEMO_MAX_NEW_TOKENS  # as the demo's role services generate
@@ -38,18 +41,34 @@ class Generator:
 
     model: Any
     tokenizer: Any
+    role: PromptRole = "planner"
+    constrained: ConstraintMode = "off"  # as a role service with UMI_CONSTRAINED_DECODING generates
 
     @classmethod
-    def load(cls, path: Path) -> "Generator":
+    def load(cls, path: Path, role: PromptRole = "planner", constrained: ConstraintMode = "off") -> "Generator":
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         tok = AutoTokenizer.from_pretrained(path)
         tok.padding_side = "left"
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
-        return cls(model, tok)
+        return cls(model, tok, role, constrained)
 
-    def __call__(self, prompts: Sequence[str], batch_size: int = 32) -> list[str]:
+    def _mask(self, tools: Sequence[Sequence[ToolDoc]] | None) -> Any:
+        """The grammar mask of :mod:`umi.format.constraints` for these prompts' tools, or None."""
+        if self.constrained == "off" or tools is None:
+            return None
+        from transformers import LogitsProcessorList
+
+        from umi.engines.grammar_mask import GrammarLogitsProcessor
+
+        grammars = [role_grammar(self.role, demo_schemas(t), self.constrained) for t in tools]
+        if all(g is None for g in grammars):
+            return None
+        return LogitsProcessorList([GrammarLogitsProcessor(self.tokenizer, self.model.config.vocab_size, grammars)])
+
+    def __call__(self, prompts: Sequence[str], batch_size: int = 32, tools: Sequence[Sequence[ToolDoc]] | None = None) -> list[str]:
+        """Greedy completions of ``prompts``; ``tools[i]``: prompt i's tools (for the constraint)."""
         import torch
 
         out: list[str] = []
@@ -59,6 +78,7 @@ class Generator:
                 gen = self.model.generate(
                     **enc, max_new_tokens=MAX_NEW_TOKENS, do_sample=False,
                     eos_token_id=self.tokenizer.eos_token_id, pad_token_id=self.tokenizer.pad_token_id,
+                    logits_processor=self._mask(tools[start : start + batch_size] if tools is not None else None),
                 )
             for row in gen[:, enc["input_ids"].shape[1] :]:
                 out.append(self.tokenizer.decode(row, skip_special_tokens=True))
@@ -70,7 +90,7 @@ def _generate(models: dict[str, Generator], asks: Sequence[Ask]) -> list[Predict
     for role in ("planner", "caller", "summarizer"):
         mine = [a for a in asks if a.role == role]
         if mine:
-            texts = models[role]([render_prompt(role, a.tools, a.history, a.thought or "") for a in mine])
+            texts = models[role]([render_prompt(role, a.tools, a.history, a.thought or "") for a in mine], tools=[a.tools for a in mine])
             preds += [Prediction(id=a.step_id, role=role, text=t, protocol="paper") for a, t in zip(mine, texts)]  # type: ignore[arg-type]
     return preds
 
@@ -103,7 +123,7 @@ def run_loops(models: dict[str, Generator], trajectories: Sequence[Trajectory], 
         live = [s for s in states if s["status"] is None]
         if not live:
             break
-        plans = models["planner"]([render_prompt("planner", s["traj"].tools, s["history"]) for s in live])
+        plans = models["planner"]([render_prompt("planner", s["traj"].tools, s["history"]) for s in live], tools=[s["traj"].tools for s in live])
         callers, finishers = [], []
         for s, text in zip(live, plans):
             plan = parse_planner(text)
@@ -115,7 +135,8 @@ def run_loops(models: dict[str, Generator], trajectories: Sequence[Trajectory], 
                 finishers.append(s)
             else:
                 callers.append(s)
-        calls = models["caller"]([render_prompt("caller", s["traj"].tools, s["history"], s["history"][-1].content) for s in callers])
+        calls = models["caller"]([render_prompt("caller", s["traj"].tools, s["history"], s["history"][-1].content) for s in callers],
+                                 tools=[s["traj"].tools for s in callers])
         for s, text in zip(callers, calls):
             call = parse_caller(text, s["traj"].tool_names())
             # as the orchestrator records it: an unknown name enters the history as the reference's marker
@@ -132,6 +153,22 @@ def run_loops(models: dict[str, Generator], trajectories: Sequence[Trajectory], 
     return states
 
 
+def loop_calls(states: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The calls the loops made: how many named a tool that is not listed, and how many named a
+    listed demo tool with arguments its JSON Schema refuses (or that are not a JSON object)."""
+    import jsonschema
+
+    calls = [(s["traj"].tool_names(), name, args) for s in states for name, args in s["calls"]]
+    unlisted = sum(1 for names, name, _ in calls if name not in names)
+    invalid = 0
+    for names, name, args in calls:
+        if name in names:
+            schema = BY_NAME[name].schema("")["function"]["parameters"] if name in BY_NAME else {"type": "object"}
+            invalid += args is None or not jsonschema.Draft202012Validator(schema).is_valid(args)
+    pct = (lambda n: round(100 * n / len(calls), 2) if calls else None)
+    return {"calls": len(calls), "unlisted_names": pct(unlisted), "invalid_arguments": pct(invalid)}
+
+
 def task_success(state: dict[str, Any]) -> bool:
     """Judged as ``umi eval chats`` judges a chat, against the task the gold trajectory solves."""
     task = task_from_trajectory(state["traj"], "quality")
@@ -144,25 +181,41 @@ def _versions(model_dir: Path, caller: str) -> dict[str, str | None]:
     return {role: recorded_version(str(model_dir / name)) for role, name in (("planner", "planner"), ("caller", caller), ("summarizer", "summarizer"))}
 
 
-def is_current(report: Path, model_dir: Path, caller: str = "caller") -> bool:
+def is_current(report: Path, model_dir: Path, caller: str = "caller", constrained: ConstraintMode = "off") -> bool:
     """``report`` was measured on the models now in ``model_dir`` (by their recorded versions),
-    by today's protocol (:data:`PROTOCOL`)."""
+    by today's protocol (:data:`PROTOCOL`), with the same constrained decoding."""
     try:
         doc = json.loads(report.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
     current = _versions(model_dir, caller)
-    return doc.get("versions") == current and None not in current.values() and doc.get("protocol") == PROTOCOL
+    return (doc.get("versions") == current and None not in current.values() and doc.get("protocol") == PROTOCOL
+            and doc.get("constrained", "off") == constrained)
 
 
-def measure(model_dir: Path, test_file: Path, caller: str = "caller", limit: int = 0, progress: bool = True) -> dict[str, Any]:
+def demo_schemas(tools: Sequence[ToolDoc]) -> list[ToolDoc]:
+    """The trajectories' ToolDocs with the demo tools' JSON Schemas, as the role services get them
+    from the tools server's OpenAI tools (a name that is not a demo tool keeps none)."""
+    return [t.with_parameters(BY_NAME[t.Name].schema("")["function"]["parameters"]) if t.Name in BY_NAME else t for t in tools]
+
+
+def load_role_models(model_dir: Path, caller: str = "caller", constrained: ConstraintMode = "off") -> dict[str, Generator]:
+    """The planner, ``caller`` (a directory name: caller or caller-v2) and summarizer of
+    ``model_dir``, each generating as its role service does with ``constrained``."""
+    return {role: Generator.load(model_dir / name, role, constrained)
+            for role, name in (("planner", "planner"), ("caller", caller), ("summarizer", "summarizer"))}  # fmt: skip
+
+
+def measure(
+    model_dir: Path, test_file: Path, caller: str = "caller", limit: int = 0, progress: bool = True,
+    constrained: ConstraintMode = "off",
+) -> dict[str, Any]:
     from umi.format import load_trajectories
 
     trajectories = load_trajectories(test_file)
     if limit:
         trajectories = trajectories[:limit]
-    models = {"planner": Generator.load(model_dir / "planner"), "caller": Generator.load(model_dir / caller),
-              "summarizer": Generator.load(model_dir / "summarizer")}
+    models = load_role_models(model_dir, caller, constrained)
     with tqdm(total=2, desc="quality", disable=not progress) as bar:
         result = score(gold_steps(trajectories), step_predictions(models, trajectories), "multi")
         bar.update(1)
@@ -176,9 +229,11 @@ def measure(model_dir: Path, test_file: Path, caller: str = "caller", limit: int
         "test_file": str(test_file), "caller": caller, "trajectories": len(trajectories),
         "versions": _versions(model_dir, caller),
         "protocol": PROTOCOL,
+        "constrained": constrained,
         "metrics": result.metrics.model_dump(),
         "arguments_exact": round(100 * exact / len(calls), 2) if calls else None,
         "task_success": round(100 * sum(task_success(s) for s in loops) / len(loops), 2),
+        "loop_calls": loop_calls(loops),
         "failures": failures[:20],
     }
 
@@ -191,8 +246,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("test_file", type=Path)
     p.add_argument("--caller", default="caller")
     p.add_argument("--limit", type=int, default=0)
+    p.add_argument("--constrained", choices=CONSTRAINT_MODES, default="off", help="constrained decoding, as UMI_CONSTRAINED_DECODING")
     a = p.parse_args(argv)
-    print(json.dumps(measure(a.model_dir, a.test_file, a.caller, a.limit), indent=2))
+    print(json.dumps(measure(a.model_dir, a.test_file, a.caller, a.limit, constrained=a.constrained), indent=2))
 
 
 if __name__ == "__main__":

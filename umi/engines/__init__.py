@@ -1,7 +1,9 @@
 """Engines: the OpenAI-compatible servers that generate for a role service.
 
     vllm          ``vllm serve``, supervised subprocess (GPU); LoRA and in-place reload
-    transformers  ``transformers serve``, supervised subprocess (CPU default)
+    transformers  ``transformers serve``, supervised subprocess (CPU default); with constrained
+                  decoding, ``python -m umi.engines.transformers_structured`` (the same server,
+                  plus vLLM's ``structured_outputs`` request field)
     url           an already running OpenAI-compatible server
 
 ``build_engine`` (kinds.py) builds one by kind; the capabilities that weight swaps use

@@ -45,6 +45,8 @@ class CompletionParams:
     top_p: float | None = None
     seed: int | None = None
     logprobs: int | None = None  # log-probabilities of the chosen token (and this many alternatives)
+    # vLLM's structured outputs field, e.g. {"grammar": <llguidance Lark>} (umi.format.constraints)
+    structured_outputs: dict[str, Any] | None = None
 
     def body(self) -> dict[str, Any]:
         out: dict[str, Any] = {"max_tokens": self.max_tokens, "temperature": self.temperature}
@@ -56,6 +58,8 @@ class CompletionParams:
             out["seed"] = self.seed
         if self.logprobs is not None:
             out["logprobs"] = self.logprobs
+        if self.structured_outputs is not None:
+            out["structured_outputs"] = self.structured_outputs
         return out
 
 

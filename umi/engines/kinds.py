@@ -18,11 +18,13 @@ def build_engine(
     flags: VllmFlags,
     url: str | None = None,
     served_model: str | None = None,
+    structured_outputs: bool = False,
 ) -> Engine:
     """An engine of ``kind`` on ``model_path``, not started.
 
     ``launch`` is for the supervised kinds, ``flags`` for ``vllm``; ``url`` (required) and
-    ``served_model`` (default: ``model_path``) for ``url``. Raises ``ValueError`` for an unknown kind.
+    ``served_model`` (default: ``model_path``) for ``url``; ``structured_outputs``: the
+    ``transformers`` engine starts the server that takes that request field. Raises ``ValueError`` for an unknown kind.
     """
     if kind == "url":
         if url is None:
@@ -31,5 +33,5 @@ def build_engine(
     if kind == "vllm":
         return VllmEngine(model_path, options, launch, flags)
     if kind == "transformers":
-        return TransformersEngine(model_path, options, launch)
+        return TransformersEngine(model_path, options, launch, structured_outputs=structured_outputs)
     raise ValueError(f"unknown engine kind {kind!r}")

@@ -2,6 +2,9 @@
 
 It preloads the model given on its command line and serves OpenAI ``/v1/completions`` (plain and
 streamed) and ``/health``. Requests name the model by the same path it was started with.
+With ``structured_outputs`` (constrained decoding on), the default command is
+``python -m umi.engines.transformers_structured``: the same server, which also takes vLLM's
+``structured_outputs`` request field (plain ``transformers serve`` refuses it with 422).
 """
 
 from __future__ import annotations
@@ -10,7 +13,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from umi.engines.http_engine import SupervisedEngine
+from umi.engines.base import EngineOptions
+from umi.engines.http_engine import LaunchSpec, SupervisedEngine
 
 
 def default_transformers_command() -> tuple[str, ...]:
@@ -21,15 +25,25 @@ def default_transformers_command() -> tuple[str, ...]:
     return (shutil.which("transformers") or "transformers",)
 
 
+def structured_transformers_command() -> tuple[str, ...]:
+    """``transformers`` with the ``structured_outputs`` request field (:mod:`umi.engines.transformers_structured`)."""
+    return (sys.executable, "-m", "umi.engines.transformers_structured")
+
+
 class TransformersEngine(SupervisedEngine):
     kind = "transformers"
+
+    def __init__(self, model_path: str, options: EngineOptions, launch: LaunchSpec, structured_outputs: bool = False) -> None:
+        super().__init__(model_path, options, launch)
+        self.structured_outputs = structured_outputs
 
     @property
     def served_model(self) -> str:
         return self.model_path
 
     def command(self) -> list[str]:
-        argv = self._base_argv(default_transformers_command())
+        default = structured_transformers_command() if self.structured_outputs else default_transformers_command()
+        argv = self._base_argv(default)
         if self.launch.dtype:
             argv += ["--dtype", self.launch.dtype]
         return argv + list(self.launch.extra_args)

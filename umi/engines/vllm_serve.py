@@ -27,6 +27,14 @@ the versions each behaviour holds for.
   probe answers exactly as before raises :class:`EngineRequestError`.
   Not with LoRA enabled: vLLM's ``reload_weights`` fails under ``--enable-lora`` (#39934), so
   ``supports_in_place`` is False then.
+- Constrained decoding: the request field ``structured_outputs: {"grammar": <llguidance Lark>}``
+  (vllm/sampling_params.py ``StructuredOutputsParams``; the ``guided_*`` fields were removed in
+  0.12 and are ignored silently), and ``--structured-outputs-config.backend guidance``
+  (vllm/config/structured_outputs.py ``StructuredOutputsConfig.backend``: auto, xgrammar,
+  guidance, outlines, lm-format-enforcer): ``auto`` may pick xgrammar, which does not read the
+  Lark extensions the grammars use (``%json``, ``&``/``~``); the guidance backend compiles a
+  grammar with ``llguidance.grammar_from("grammar", ...)``
+  (vllm/v1/structured_output/backend_guidance.py ``serialize_guidance_grammar``).
 - Blue/green room (:meth:`VllmEngine.second_copy_problem`): vLLM refuses to start when the GPU's
   free memory is below ``--gpu-memory-utilization`` of its total (``Worker.init_device``); the
   free memory is read with ``nvidia-smi`` before a second engine is started.
@@ -72,6 +80,7 @@ class VllmFlags:
     max_loras: int | None = None
     max_lora_rank: int | None = None
     enable_sleep_mode: bool = False
+    structured_outputs_backend: str | None = None  # --structured-outputs-config.backend (guidance: the Lark grammars of umi.format.constraints)
 
     def argv(self) -> list[str]:
         out = ["--served-model-name", self.served_model_name, "--generation-config", "vllm"]
@@ -90,6 +99,8 @@ class VllmFlags:
                 out += ["--max-lora-rank", str(self.max_lora_rank)]
         if self.enable_sleep_mode:
             out.append("--enable-sleep-mode")
+        if self.structured_outputs_backend is not None:
+            out += ["--structured-outputs-config.backend", self.structured_outputs_backend]
         return out
 
     def environment(self) -> dict[str, str]:

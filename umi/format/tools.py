@@ -26,7 +26,12 @@ _TOOLDOC_KEYS = ("Name", "function", "input")
 
 
 class ToolDoc(BaseModel):
-    """One tool as the role models see it. Unknown keys are kept and rendered too."""
+    """One tool as the role models see it. Unknown keys are kept and rendered too.
+
+    ``parameters`` is the JSON Schema of the call's arguments when the tool came with one (an
+    OpenAI function tool's ``parameters``); it is not rendered (the models read ``input``) and
+    constrained decoding (:mod:`umi.format.constraints`) holds the caller's arguments to it.
+    """
 
     model_config = ConfigDict(extra="allow")
 
@@ -35,6 +40,18 @@ class ToolDoc(BaseModel):
     input: dict[str, Any] = Field(default_factory=dict)
 
     _key_order: tuple[str, ...] = PrivateAttr(default=_TOOLDOC_KEYS)
+    _parameters: dict[str, Any] | None = PrivateAttr(default=None)
+
+    @property
+    def parameters(self) -> dict[str, Any] | None:
+        """The JSON Schema of the arguments, None when the tool gave none (a ToolDoc or ToolBench API)."""
+        return self._parameters
+
+    def with_parameters(self, parameters: Mapping[str, Any] | None) -> "ToolDoc":
+        """A copy whose arguments follow ``parameters`` (a JSON Schema of an object)."""
+        doc = self.model_copy()
+        doc._parameters = dict(parameters) if parameters is not None else None
+        return doc
 
     @model_validator(mode="wrap")
     @classmethod
@@ -155,7 +172,8 @@ def tooldoc_from_openai(tool: OpenAITool | Mapping[str, Any]) -> ToolDoc:
     """
     spec = tool if isinstance(tool, OpenAITool) else OpenAITool.model_validate(tool)
     fn = spec.function
-    return ToolDoc(Name=model_name(fn.name), function=cut_function(fn.description), input=schema_input(fn.parameters))
+    doc = ToolDoc(Name=model_name(fn.name), function=cut_function(fn.description), input=schema_input(fn.parameters))
+    return doc.with_parameters(fn.parameters)
 
 
 # --------------------------------------------------------------------------- ToolBench API docs

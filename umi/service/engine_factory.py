@@ -13,6 +13,7 @@ class EngineFactory:
         self.role = role
         self.kind: EngineKind = settings.engine_kind()
         self._built = 0
+        self.constrained = settings.constraint_mode(role) != "off"  # type: ignore[arg-type]
 
     def _launch(self) -> LaunchSpec:
         s = self.settings
@@ -33,6 +34,7 @@ class EngineFactory:
             max_loras=s.max_loras,
             max_lora_rank=s.max_lora_rank,
             enable_sleep_mode=s.enable_sleep_mode,
+            structured_outputs_backend="guidance" if self.constrained else None,
         )
 
     def __call__(self, weights: WeightsRef) -> Engine:
@@ -40,6 +42,7 @@ class EngineFactory:
         engine = build_engine(
             self.kind, weights.path, s.engine_options(), self._launch(), self.vllm_flags(),
             url=weights.engine_url or s.engine_url, served_model=s.engine_model or weights.path,
+            structured_outputs=self.constrained,
         )
         self._built += 1
         return engine

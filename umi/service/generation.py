@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from umi.engines import Completion, CompletionParams, EngineError, EngineUnavailable, StreamEvent, TextDelta
 from umi.format import Turn, render_prompt
+from umi.format.constraints import role_grammar, structured_outputs
 from umi.format.tools import ToolDoc
 from umi.roleapi import RenderResponse, Usage
 from umi.service.deployment import Deployment
@@ -61,7 +62,16 @@ class RoleRunner:
             stop=defaults.stop,
             top_p=sampling.top_p if sampling is not None else None,
             seed=sampling.seed if sampling is not None else None,
+            structured_outputs=self.structured_outputs(request),
         )
+
+    def structured_outputs(self, request: BaseModel) -> dict[str, str] | None:
+        """The constraint of UMI_CONSTRAINED_DECODING for this request (all its tools), or None."""
+        mode = self.settings.constraint_mode(self.spec.role)
+        if mode == "off":
+            return None
+        tools, _ = prompt_inputs(request)
+        return structured_outputs(role_grammar(self.spec.role, tools, mode, self.settings.prompt_variant))
 
     def prompt(self, request: BaseModel) -> PromptParts:
         tools, thought = prompt_inputs(request)

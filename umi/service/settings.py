@@ -15,7 +15,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from umi.engines import EngineOptions
 from umi.engines.vllm_serve import MAX_LORA_RANKS
-from umi.format.templates import DEFAULT_SYSTEM_PREFIX, PromptVariant
+from umi.format.constraints import ROLE_DEFAULT_MODES, ConstraintMode
+from umi.format.templates import DEFAULT_SYSTEM_PREFIX, PromptRole, PromptVariant
 from umi.settings_cli import load, settings_parser
 
 EngineKind = Literal["vllm", "transformers", "url"]
@@ -59,6 +60,12 @@ class ServiceSettings(BaseSettings):
         "fit",
         description="a prompt over the context: fit (shorten old observations, drop old steps, keep the most relevant "
         "tools, then cut the history; header and tools stay whole) or reference (cut the whole prompt from the left)",
+    )
+    constrained_decoding: Literal["auto", "off", "names", "schema"] = Field(
+        "auto",
+        description="constrained decoding: off; names (the caller writes one listed tool name and a JSON object, the "
+        "planner ends with one allowed decision); schema (names, and the caller's arguments valid against the tool's "
+        "JSON Schema); auto: caller schema, planner names, summarizer and backbone off",
     )
     temperature: float | None = Field(None, ge=0, le=5, description="overrides the role's default temperature (0.5)")
     max_new_tokens: int | None = Field(None, ge=1, description="overrides the role's default max new tokens (512)")
@@ -133,6 +140,13 @@ class ServiceSettings(BaseSettings):
     # ------------------------------------------------------------ derived
     def engine_kind(self) -> EngineKind:
         return detect_engine_kind() if self.engine == "auto" else self.engine
+
+    def constraint_mode(self, role: PromptRole) -> ConstraintMode:
+        """``constrained_decoding`` for ``role``: ``auto`` is the role's default (ROLE_DEFAULT_MODES);
+        the summarizer and the backbone are never constrained."""
+        if role not in ("caller", "planner"):
+            return "off"
+        return ROLE_DEFAULT_MODES[role] if self.constrained_decoding == "auto" else self.constrained_decoding
 
     def engine_argv(self) -> tuple[str, ...]:
         return tuple(shlex.split(self.engine_args))
