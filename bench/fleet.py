@@ -29,7 +29,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import signal
 import subprocess
 import sys
@@ -45,12 +44,12 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.report import machine, write_figures  # noqa: E402
 from tests.support.haproxy import run_haproxy  # noqa: E402
 from umi.engines.process import free_port  # noqa: E402
 from umi.models.tiny import TinyModelSpec, make_tiny_model  # noqa: E402
 from umi.roleapi import CHAT_ID_HEADER  # noqa: E402
 
-RESULTS = ROOT / "bench" / "results" / "fleet.json"
 TOKEN = "bench-admin-token"
 FAKE_VLLM = ROOT / "tests" / "support" / "fake_vllm.py"
 PHASES = ("before", "restart", "between", "swap", "after")
@@ -263,19 +262,10 @@ def main(argv: list[str] | None = None) -> int:
         "engine": "fake vllm serve (tests/support/fake_vllm.py), tiny random Llama tokenizer",
         "load_balancer": "HAProxy, deploy/haproxy/haproxy.cfg (chat affinity on X-Umi-Chat-Id)",
         "settings": vars(args),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "load_average_1m_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-        },
+        "machine": machine(load_before),
         "figures": figures,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    for key, value in figures.items():
-        print(f"fleet.{key}: {value}")
-    print(f"fleet.results: {RESULTS.relative_to(ROOT)}")
+    write_figures("fleet", result)
     return 1 if figures["failed_requests"] or figures["mixed_version_chats"] else 0
 
 

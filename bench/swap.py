@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import platform
 import signal
 import subprocess
 import sys
@@ -30,10 +28,10 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.report import machine, write_figures  # noqa: E402
 from umi.engines.process import free_port  # noqa: E402
 from umi.models.tiny import TinyModelSpec, make_tiny_model  # noqa: E402
 
-RESULTS = ROOT / "bench" / "results" / "swap.json"
 TOKEN = "bench-admin-token"
 
 
@@ -160,19 +158,10 @@ def main(argv: list[str] | None = None) -> int:
         "engine": "transformers serve (CPU), tiny random Llama",
         "strategy": "blue_green",
         "settings": vars(args),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "load_average_1m_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-        },
+        "machine": machine(load_before),
         "figures": figures,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    for key, value in figures.items():
-        print(f"swap.{key}: {value}")
-    print(f"swap.results: {RESULTS.relative_to(ROOT)}")
+    write_figures("swap", result)
     return 1 if figures["failed_requests"] else 0
 
 
