@@ -92,7 +92,8 @@ class Replica:
 
     def start(self) -> None:
         self.starts += 1
-        env = {**os.environ, "UMI_ADMIN_TOKEN": TOKEN, "UMI_LOG_LEVEL": "warning", "PYTHONPATH": str(ROOT)}
+        env = {**os.environ, "UMI_ADMIN_TOKEN": TOKEN, "UMI_LOG_LEVEL": "warning", "PYTHONPATH": str(ROOT),
+               "UMI_CONSTRAINED_DECODING": "off"}  # routing and swaps are measured, not the fake's grammar path
         log = (self.logs / f"planner-{self.index}-{self.starts}.log").open("wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "services.planner", "--host", "127.0.0.1", "--port", str(self.port),

@@ -65,7 +65,8 @@ class ServiceSettings(BaseSettings):
         "auto",
         description="constrained decoding: off; names (the caller writes one listed tool name and a JSON object, the "
         "planner ends with one allowed decision); schema (names, and the caller's arguments valid against the tool's "
-        "JSON Schema); auto: caller schema, planner names, summarizer and backbone off",
+        "JSON Schema); auto: caller schema, planner names, summarizer and backbone off (and everything off with the url "
+        "engine: a server this service did not start may not take llguidance grammars)",
     )
     temperature: float | None = Field(None, ge=0, le=5, description="overrides the role's default temperature (0.5)")
     max_new_tokens: int | None = Field(None, ge=1, description="overrides the role's default max new tokens (512)")
@@ -142,9 +143,10 @@ class ServiceSettings(BaseSettings):
         return detect_engine_kind() if self.engine == "auto" else self.engine
 
     def constraint_mode(self, role: PromptRole) -> ConstraintMode:
-        """``constrained_decoding`` for ``role``: ``auto`` is the role's default (ROLE_DEFAULT_MODES);
-        the summarizer and the backbone are never constrained."""
-        if role not in ("caller", "planner"):
+        """``constrained_decoding`` for ``role``: ``auto`` is the role's default (ROLE_DEFAULT_MODES),
+        or off with the ``url`` engine (a server started elsewhere: vLLM without the guidance
+        backend refuses the grammar); the summarizer and the backbone are never constrained."""
+        if role not in ("caller", "planner") or (self.constrained_decoding == "auto" and self.engine == "url"):
             return "off"
         return ROLE_DEFAULT_MODES[role] if self.constrained_decoding == "auto" else self.constrained_decoding
 
