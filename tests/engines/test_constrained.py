@@ -209,8 +209,10 @@ def test_the_caller_service_sends_its_grammar_and_starts_vllm_with_the_guidance_
 
 
 def test_the_constraint_mode_of_each_role() -> None:
-    auto = service_settings(engine="url", engine_url="http://x", model="m")
+    auto = service_settings(engine="vllm", model="m")
     assert [auto.constraint_mode(r) for r in ("caller", "planner", "summarizer", "backbone")] == ["schema", "names", "off", "off"]
+    elsewhere = service_settings(engine="url", engine_url="http://x", model="m")  # a server this service did not start
+    assert [elsewhere.constraint_mode(r) for r in ("caller", "planner")] == ["off", "off"]
     names = service_settings(engine="url", engine_url="http://x", model="m", constrained_decoding="names")
     assert [names.constraint_mode(r) for r in ("caller", "planner", "summarizer")] == ["names", "names", "off"]
     assert json.loads(json.dumps(structured_outputs("start: x"))) == {"grammar": "start: x"}

@@ -75,13 +75,3 @@ def test_max_lora_rank_takes_exactly_the_ranks_vllm_accepts() -> None:
         with pytest.raises(SettingsProblem, match="vLLM accepts only 1, 8, 16, 32, 64, 128, 256, 320, 512"):
             load_settings(["--model", "/m", "--max-lora-rank", str(rank)])
 
-
-def test_constrained_decoding_auto_is_per_role_and_off_for_a_server_started_elsewhere() -> None:
-    from umi.service.settings import ServiceSettings
-
-    launched = ServiceSettings(engine="vllm", model="/m")
-    assert [launched.constraint_mode(r) for r in ("caller", "planner", "summarizer", "backbone")] == ["schema", "names", "off", "off"]
-    url = ServiceSettings(engine="url", engine_url="http://127.0.0.1:1", model="/m")
-    assert url.constraint_mode("caller") == "off" and url.constraint_mode("planner") == "off"
-    asked = ServiceSettings(engine="url", engine_url="http://127.0.0.1:1", model="/m", constrained_decoding="schema")
-    assert asked.constraint_mode("caller") == "schema" and asked.constraint_mode("summarizer") == "off"
