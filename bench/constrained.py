@@ -99,7 +99,7 @@ async def measure(role: str, model: Path, rounds: int) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", type=Path, default=ROOT / "models" / "demo")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()

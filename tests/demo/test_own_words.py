@@ -149,3 +149,9 @@ def test_the_suite_runs_the_whole_loop_with_the_shipped_models(
 def test_an_unknown_suite_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo", "quality", "--models", "models/demo", "--suite", "nope"]) == 2
     assert "--suite: unknown suite 'nope'; known: own-words" in capsys.readouterr().err
+
+
+def test_models_that_are_not_there_are_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "quality", "--models", str(tmp_path), "--suite", "own-words"]) == 2
+    err = capsys.readouterr().err
+    assert f"--models: no model in {tmp_path / 'planner'}" in err and "make models" in err

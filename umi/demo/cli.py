@@ -23,6 +23,15 @@ def _cmd_corpus(args: argparse.Namespace) -> int:
 def _cmd_quality(args: argparse.Namespace) -> int:
     from umi.demo.quality import is_current, measure
 
+    missing = [str(Path(args.models) / name) for name in ("planner", args.caller, "summarizer")
+               if not (Path(args.models) / name / "config.json").is_file()]  # fmt: skip
+    if missing:
+        import sys
+
+        from umi.settings_cli import EXIT_USAGE
+
+        print(f"umi demo quality: --models: no model in {', '.join(missing)} (build the demo models with `make models`)", file=sys.stderr)
+        return EXIT_USAGE
     if args.suite:
         return _quality_suite(args)
     if args.if_changed and args.out and is_current(Path(args.out), Path(args.models), args.caller, args.constrained):
