@@ -72,8 +72,10 @@ class Endpoint(BaseModel):
 
 
 class Tool(OpenAITool):
-    """An OpenAI function tool plus an optional endpoint."""
+    """An OpenAI function tool plus an optional endpoint. Other keys are refused: a misspelt
+    ``endpoint`` would otherwise turn a tool the orchestrator runs into one the client must run."""
 
+    model_config = ConfigDict(extra="forbid")
     endpoint: Endpoint | None = None
 
     def role_dict(self) -> dict[str, Any]:

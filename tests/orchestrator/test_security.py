@@ -152,6 +152,8 @@ def test_each_limit_answers_its_status_and_names_the_field(make_orch, fake_roles
     assert _error(orch.chat(query="q", tools=conflicting)) == (422, "tools[1].function.name")
     array_arguments = {"type": "function", "function": {"name": "a", "parameters": {"type": "array"}}}
     assert _error(orch.chat(query="q", tools=[array_arguments])) == (422, "tools[0].function.parameters")
+    misspelt_endpoint = {**tool("b"), "endpont": {"url": "http://127.0.0.1:9/b"}}
+    assert _error(orch.chat(query="q", tools=[tool("a"), misspelt_endpoint])) == (422, "tools[1].endpont")
     assert _error(orch.chat(query="q", chat_id="bad id/")) == (422, "chat_id")
     assert _error(orch.chat(query="q", surprise=1)) == (422, "surprise")
     assert fake_roles.count("planner") == 0
