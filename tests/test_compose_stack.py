@@ -47,7 +47,10 @@ CONTAINER_MODELS = Path("/models/demo")  # where the compose file mounts the dem
 HOST = "127.0.0.1"
 HEALTHY_TIMEOUT_S = 600.0  # the role services' healthchecks allow 180 s + 12 x 5 s; a busy CI runner
 COMPOSE_TIMEOUT_S = 1500.0  # `up --build`: the image build (minutes on 2 cores) and the start
-CHATS = ("one:get_weather", "one:convert_currency")  # of the demo's example chats (umi.demo.tasks)
+# Of the demo's example chats (umi.demo.tasks), two the demo-3 models answer right on their own
+# (the held-out weather question, `Mtééo à Timișoara ?`, calls get_time): this test is about the
+# containers, the models' accuracy is umi demo quality's.
+CHATS = ("one:convert_currency", "one:translate_word")
 
 BASE_IMAGE = os.environ.get("UMI_COMPOSE_TEST_BASE_IMAGE", "")
 pytestmark = [
