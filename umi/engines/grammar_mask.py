@@ -25,6 +25,7 @@ from typing import Any
 import llguidance
 import llguidance.hf
 import torch
+from llguidance.torch import allocate_token_bitmask, fill_next_token_bitmask
 from transformers import LogitsProcessor, PreTrainedTokenizerBase
 
 STRUCTURED_OUTPUT_KINDS = ("json", "regex", "choice", "grammar", "json_object", "structural_tag")
@@ -95,7 +96,7 @@ class GrammarLogitsProcessor(LogitsProcessor):
     def __init__(self, tokenizer: PreTrainedTokenizerBase, n_vocab: int, grammars: Sequence[str | None]) -> None:
         self.ll = ll_tokenizer(tokenizer, n_vocab)
         self.matchers = [matcher(self.ll, g) if g is not None else None for g in grammars]
-        self.words = (n_vocab + 31) // 32
+        self.n_vocab = n_vocab
         self._started = False
         self._shifts = torch.arange(32, dtype=torch.int32)
 
@@ -109,11 +110,13 @@ class GrammarLogitsProcessor(LogitsProcessor):
         rows = [i for i, m in enumerate(self.matchers) if m is not None]
         if not rows:
             return scores
-        bitmask = torch.full((len(rows), self.words), -1, dtype=torch.int32)
+        bitmask = allocate_token_bitmask(len(rows), self.n_vocab)
         for j, i in enumerate(rows):
             m = self.matchers[i]
             assert m is not None
-            m.unsafe_compute_mask_ptr(bitmask[j].data_ptr(), self.words * 4)  # stopped or in error: EOS only
+            fill_next_token_bitmask(m, bitmask, j)  # stopped or in error: EOS only
+        # Not llguidance.torch.apply_token_bitmask_inplace: its kernel is torch.compile'd, which on
+        # CPU compiles C++ at the first request (seconds, and a compiler in the image).
         allowed = ((bitmask.unsqueeze(-1) >> self._shifts) & 1).bool().view(len(rows), -1)[:, : scores.shape[-1]]
         if allowed.shape[-1] < scores.shape[-1]:  # logits past the tokenizer's vocabulary are never allowed
             allowed = torch.nn.functional.pad(allowed, (0, scores.shape[-1] - allowed.shape[-1]), value=False)
