@@ -52,7 +52,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydantic import BaseModel
 
 from umi.roleapi import ModelInfo
-from umi.service.roles import RoleSpec
+from umi.service.roles import WARM_UP_HISTORY, WARM_UP_TOOLS, RoleSpec
 
 WeightsKindName = Literal["full", "lora"]
 StrategyChoice = Literal["blue_green", "in_place"]
@@ -65,8 +65,6 @@ EXIT_MIXED = 3  # a rollback failed: replicas serve different versions
 
 REQUEST_TIMEOUT_S = 10.0  # reads: /ready, /admin/weights, /metrics, the warm-up request
 SWAP_TIMEOUT_S = 1800.0  # a swap or rollback answers when done: loading a 7B checkpoint takes minutes
-_WARM_UP_HISTORY = [{"role": "user", "content": "What is the weather in Oslo?"}]
-_WARM_UP_TOOLS = [{"Name": "get_weather", "function": "Weather by city", "input": {"city": "string, City name"}}]
 
 
 class FleetInputError(Exception):
@@ -250,12 +248,13 @@ def error_rate(before: Mapping[str, float], after: Mapping[str, float]) -> tuple
 
 def warm_up_body(spec: RoleSpec) -> dict[str, Any]:
     """A one-token greedy request valid for ``spec.request_model`` (tools and thought when it has them)."""
-    body: dict[str, Any] = {"history": _WARM_UP_HISTORY, "sampling": {"max_tokens": 1, "temperature": 0.0}}
+    user, planner = WARM_UP_HISTORY
+    body: dict[str, Any] = {"history": [user.model_dump()], "sampling": {"max_tokens": 1, "temperature": 0.0}}
     fields = spec.request_model.model_fields
     if "tools" in fields:
-        body["tools"] = _WARM_UP_TOOLS
+        body["tools"] = [t.model_dump() for t in WARM_UP_TOOLS]
     if "thought" in fields:
-        body["thought"] = "I should look it up.\n Next: caller."
+        body["thought"] = planner.content
     return body
 
 

@@ -18,7 +18,8 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.support.orchestrator_fakes import FakeRoles, InProcessRoles, ServerGroup, ToolServer, free_port
+from tests.support.orchestrator_fakes import FakeRoles, InProcessRoles, ServerGroup, ToolServer
+from umi.engines.process import free_port
 
 from orchestrator.api import create_app
 from orchestrator.settings import Settings

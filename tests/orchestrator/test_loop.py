@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from tests.support.orchestrator_fakes import Fail, call, free_port, plan, tool
+from tests.support.orchestrator_fakes import call, plan, tool
 from umi.format.tools import HALLUCINATED_NAME
-from umi.roleapi import BackboneResponse, ModelInfo, PlanRequest, Usage
+from umi.roleapi import BackboneResponse, ModelInfo, Usage
 
 
 @pytest.fixture(params=["integration", "in_process"])

@@ -18,7 +18,8 @@ import httpx
 import openai
 import pytest
 
-from tests.support.orchestrator_fakes import call, free_port
+from tests.support.orchestrator_fakes import call
+from umi.engines.process import free_port
 from umi.demo.tools_app import create_app as demo_tools_app
 
 pytestmark = pytest.mark.redis

@@ -7,7 +7,8 @@ import logging
 
 import httpx
 import pytest
-from tests.support.orchestrator_fakes import Fail, free_port, tool
+from tests.support.orchestrator_fakes import Fail, tool
+from umi.engines.process import free_port
 
 from tests.support.metrics import metric_value
 

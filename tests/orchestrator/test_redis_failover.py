@@ -22,7 +22,7 @@ import redis
 from redis.sentinel import Sentinel
 
 from tests.support.orchestrator_fakes import call, plan, query_of, summary, tool
-from tests.support.redis_sentinel import SERVICE, RedisSentinelGroup
+from tests.support.redis_sentinel import RedisSentinelGroup
 from tests.support.redis_server import redis_server_binary
 
 from orchestrator.store.redis_store import redis_node_urls, sentinel_url_parts

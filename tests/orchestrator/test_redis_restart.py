@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -11,7 +9,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import redis
 from tests.support.orchestrator_fakes import gated_planner, tool
 from tests.support.redis_server import RedisServer, redis_server_binary
 

@@ -23,11 +23,9 @@ import signal
 import socket
 import socketserver
 import threading
-import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import pytest

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.support.orchestrator_fakes import Fail, free_port, plan, tool
+from tests.support.orchestrator_fakes import Fail, plan, tool
+from umi.engines.process import free_port
 from umi.roleapi import PlanRequest
 
 

@@ -18,7 +18,6 @@ import httpx
 import pytest
 from tests.support.haproxy import run_haproxy
 from tests.support.servers import (
-    ADMIN,
     ADMIN_TOKEN,
     FAKE_VLLM_COMMAND,
     admin_status,

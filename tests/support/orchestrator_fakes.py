@@ -34,7 +34,6 @@ from umi.roleapi import (
     SummarizeResponse,
     Usage,
 )
-from umi.engines.process import free_port
 from umi.sse import MEDIA_TYPE, encode_event
 
 

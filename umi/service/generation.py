@@ -18,26 +18,19 @@ from pydantic import BaseModel
 from umi.engines import Completion, CompletionParams, EngineError, EngineUnavailable, StreamEvent, TextDelta
 from umi.format import Turn, render_prompt
 from umi.format.constraints import role_grammar, structured_outputs
-from umi.format.tools import ToolDoc
 from umi.roleapi import RenderResponse, Usage
 from umi.service.deployment import Deployment
 from umi.http_errors import HttpError
 from umi.service.errors import as_service_error
 from umi.service.metrics import ServiceMetrics
 from umi.service.prompt_fit import FittedPrompt, PromptFitter, PromptParts, PromptTooLong
-from umi.service.roles import ResponseMeta, RoleSpec, prompt_inputs
+from umi.service.roles import WARM_UP_HISTORY, WARM_UP_TOOLS, ResponseMeta, RoleSpec, prompt_inputs
 from umi.service.settings import ServiceSettings
 from umi import tracing as t
 from umi.service import tracing
 from umi.service.swap import WeightsManager
 from umi.sse import encode_event
 
-# The warm-up renders the role's own template on a tiny conversation.
-_WARMUP_TOOLS = [ToolDoc(Name="get_weather", function="Weather by city", input={"city": "string, City name"})]
-_WARMUP_HISTORY = [
-    Turn(role="user", content="What is the weather in Oslo?"),
-    Turn(role="planner", content="I should look it up.\n Next: caller."),
-]
 
 
 class RoleRunner:
@@ -192,8 +185,8 @@ class RoleRunner:
 
 async def warm_up(spec: RoleSpec, settings: ServiceSettings, deployment: Deployment) -> None:
     """One short generation on the role's own template; raises what the engine raised."""
-    thought = _WARMUP_HISTORY[-1].content if spec.role == "caller" else ""
-    prompt = render_prompt(spec.role, _WARMUP_TOOLS, _WARMUP_HISTORY, thought, settings.prompt_variant, settings.system_prefix)
+    thought = WARM_UP_HISTORY[-1].content if spec.role == "caller" else ""
+    prompt = render_prompt(spec.role, WARM_UP_TOOLS, WARM_UP_HISTORY, thought, settings.prompt_variant, settings.system_prefix)
     params = CompletionParams(max_tokens=settings.warmup_max_tokens, temperature=0.0, stop=spec.sampling.stop)
     fitted = deployment.fitter.fit(prompt, params.max_tokens)
     await deployment.engine.complete(deployment.served_model, fitted.text, params)

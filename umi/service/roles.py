@@ -10,9 +10,17 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from umi.format import ToolDoc
+from umi.format import ToolDoc, Turn
 from umi.format.templates import PromptRole
 from umi.roleapi import CallRequest, ModelInfo, PromptFit, Usage
+
+# The conversation a warm-up generation renders: the service's own after an engine starts
+# (umi.service.generation) and a fleet swap's warm-up request (umi.fleet_swap).
+WARM_UP_TOOLS = [ToolDoc(Name="get_weather", function="Weather by city", input={"city": "string, City name"})]
+WARM_UP_HISTORY = [
+    Turn(role="user", content="What is the weather in Oslo?"),
+    Turn(role="planner", content="I should look it up.\n Next: caller."),
+]
 
 
 @dataclass(frozen=True)
