@@ -78,9 +78,13 @@ async def streamed(engine: Engine, prompt: str, params: CompletionParams) -> str
 
 @pytest.fixture(scope="module")
 def cpu_engine() -> Iterator[tuple[asyncio.AbstractEventLoop, TransformersEngine]]:
+    yield from _running(TransformersEngine(str(DEMO_CALLER), EngineOptions(start_timeout_s=180, request_timeout_s=120),
+                                           LaunchSpec(extra_args=("--device", "cpu")), structured_outputs=True))
+
+
+def _running(engine: Any) -> Iterator[tuple[asyncio.AbstractEventLoop, Any]]:
+    """``engine`` started on a loop of its own, yielded with it, always stopped."""
     loop = asyncio.new_event_loop()
-    engine = TransformersEngine(str(DEMO_CALLER), EngineOptions(start_timeout_s=180, request_timeout_s=120),
-                                LaunchSpec(extra_args=("--device", "cpu")), structured_outputs=True)
     loop.run_until_complete(engine.start())
     try:
         yield loop, engine
@@ -143,15 +147,8 @@ def test_cpu_engine_refuses_a_malformed_structured_outputs_field_as_vllm_does(
 
 @pytest.fixture
 def fake_vllm(tiny_models: dict[str, Path]) -> Iterator[tuple[asyncio.AbstractEventLoop, VllmEngine]]:
-    loop = asyncio.new_event_loop()
-    engine = VllmEngine(str(tiny_models["v1"]), EngineOptions(start_timeout_s=60), LaunchSpec(command=tuple(FAKE_VLLM_COMMAND.split())),
-                        VllmFlags("caller", structured_outputs_backend="guidance"))
-    loop.run_until_complete(engine.start())
-    try:
-        yield loop, engine
-    finally:
-        loop.run_until_complete(engine.stop())
-        loop.close()
+    yield from _running(VllmEngine(str(tiny_models["v1"]), EngineOptions(start_timeout_s=60), LaunchSpec(command=tuple(FAKE_VLLM_COMMAND.split())),
+                                   VllmFlags("caller", structured_outputs_backend="guidance")))
 
 
 def script(engine: VllmEngine, *texts: str) -> None:
