@@ -246,6 +246,10 @@ def error_rate(before: Mapping[str, float], after: Mapping[str, float]) -> tuple
     return (errors / total if total else 0.0), int(total)
 
 
+def _answers(n: int) -> str:
+    return f"{n} answer" if n == 1 else f"{n} answers"
+
+
 def warm_up_body(spec: RoleSpec) -> dict[str, Any]:
     """A one-token greedy request valid for ``spec.request_model`` (tools and thought when it has them)."""
     user, planner = WARM_UP_HISTORY
@@ -436,9 +440,9 @@ class FleetSwap:
         result.error_rate, result.window_requests = round(rate, 6), total
         if rate > self.checks.max_error_rate:
             raise ReplicaFailure(
-                "error_rate", f"error rate {rate:.3f} over the window ({total} answers) is above {self.checks.max_error_rate:g}"
+                "error_rate", f"error rate {rate:.3f} over the window ({_answers(total)}) is above {self.checks.max_error_rate:g}"
             )
-        return f"error rate {rate:.3f} over {total} answers"
+        return f"error rate {rate:.3f} over {_answers(total)}" + ("" if total > 1 else " (no traffic but the warm-up)")
 
     # ------------------------------------------------------------------ the failure
     def _failed(self, index: int, failure: ReplicaFailure, swapped: Sequence[int] = ()) -> FleetSwapReport:
