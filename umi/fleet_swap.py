@@ -312,10 +312,11 @@ class FleetSwap:
                 self._swap_and_check(index, result, swapped)
             except ReplicaFailure as exc:
                 return self._failed(index, exc, swapped)
-            except KeyboardInterrupt:  # Ctrl-C: leave nothing half-done
+            except (KeyboardInterrupt, Exception) as exc:  # Ctrl-C, or a fault of ours: leave nothing half-done
                 if index not in swapped and self._switched(result):
                     swapped.append(index)
-                return self._failed(index, ReplicaFailure(self._phase, "interrupted"), swapped)
+                reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
+                return self._failed(index, ReplicaFailure(self._phase, reason), swapped)
             self._emit(index, "done", "ok", f"serves {self.target.version}")
         return self._report(None)
 

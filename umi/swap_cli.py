@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import math
 import os
 import sys
 import typing
@@ -77,10 +78,24 @@ def _probability(text: str) -> float:
 
 
 def _seconds(text: str) -> float:
+    """A finite number of seconds, 0 or more (``inf`` would sleep forever, ``nan`` compare false)."""
     value = float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} is negative")
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a finite number of seconds, 0 or more")
     return value
+
+
+def _positive_seconds(text: str) -> float:
+    value = _seconds(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"{text} is not more than 0")
+    return value
+
+
+def _nonempty(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty")
+    return text
 
 
 def add_swap_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -93,8 +108,8 @@ def add_swap_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "3 a rollback failed too (mixed versions)",
     )
     p.add_argument("role", choices=typing.get_args(RoleName), help="the role whose replicas swap")
-    p.add_argument("--to", required=True, metavar="PATH", help="the new weights: a model directory or hub id (full), an adapter directory (lora), as each replica sees it")
-    p.add_argument("--version", required=True, help="the version the replicas report for the new weights")
+    p.add_argument("--to", required=True, type=_nonempty, metavar="PATH", help="the new weights: a model directory or hub id (full), an adapter directory (lora), as each replica sees it")
+    p.add_argument("--version", required=True, type=_nonempty, help="the version the replicas report for the new weights")
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--replicas", metavar="URL[,URL...]", help="the replicas' base URLs, in swap order (the first is the canary)")
     where.add_argument("--dns", metavar="NAME[:PORT]", help="every A/AAAA record of NAME (a headless Service) is a replica "
@@ -102,7 +117,7 @@ def add_swap_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--scheme", choices=("http", "https"), default="http", help="with --dns (default: http)")
     p.add_argument("--kind", choices=("full", "lora"), default="full", help="full weights or a LoRA adapter (default: full)")
     p.add_argument("--strategy", choices=("blue_green", "in_place"), help="full weights (default: each replica's UMI_SWAP_STRATEGY)")
-    p.add_argument("--drain-timeout", type=_seconds, metavar="SECONDS", help="default: each replica's UMI_DRAIN_TIMEOUT_S")
+    p.add_argument("--drain-timeout", type=_positive_seconds, metavar="SECONDS", help="default: each replica's UMI_DRAIN_TIMEOUT_S")
     p.add_argument("--token-file", metavar="FILE", help="a file holding the admin token (default: $UMI_ADMIN_TOKEN)")
     p.add_argument("--check-window", type=_seconds, default=CheckPolicy.window_s, metavar="SECONDS",
                    help=f"how long each replica is watched after its swap (default: {CheckPolicy.window_s:g})")

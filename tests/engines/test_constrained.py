@@ -132,12 +132,16 @@ def test_cpu_engine_refuses_a_malformed_structured_outputs_field_as_vllm_does(
 ) -> None:
     loop, engine = cpu_engine
     for spec, message in [({"grammar": "start: x", "regex": "a"}, "only use one kind"), ({}, "must use one kind"),
-                          ({"grammar": "start: (("}, "structured_outputs"), ({"structural_tag": "{}"}, "not supported")]:
+                          ({"grammar": "start: (("}, "structured_outputs"), ({"structural_tag": "{}"}, "not supported"),
+                          # a chain of 3,000 rules overflowed llguidance's native stack and killed the server
+                          ({"grammar": "start: x0\n" + "".join(f'x{i}: "a" | x{i + 1}\n' for i in range(3000)) + 'x3000: "z"\n'},
+                           "structured_outputs.grammar: 3002 rules, more than this engine takes"),
+                          ({"regex": "a" * 300_000}, "structured_outputs.regex: 300000 characters")]:
         params = CompletionParams(**{**GREEDY.__dict__, "structured_outputs": spec})
         with pytest.raises(EngineRequestError, match=message) as info:
             loop.run_until_complete(engine.complete(engine.served_model, "x", params))
         assert info.value.status == 400
-    # A choice constraint, as vLLM takes it, works too.
+    # The server is still up: a choice constraint, as vLLM takes it, works.
     params = CompletionParams(**{**GREEDY.__dict__, "structured_outputs": {"choice": ["yes", "no"]}})
     assert loop.run_until_complete(engine.complete(engine.served_model, "Is it?", params)).text in ("yes", "no")
 

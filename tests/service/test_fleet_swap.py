@@ -65,7 +65,10 @@ def umi_swap(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
     """``umi swap planner ARGS`` in this process: (exit status, stdout, stderr)."""
     monkeypatch.setenv("UMI_ADMIN_TOKEN", token)
     capsys.readouterr()
-    code = main(["swap", "planner", *args])
+    try:
+        code = main(["swap", "planner", *args])
+    except SystemExit as exc:  # argparse's usage errors
+        code = int(exc.code or 0)
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -231,6 +234,11 @@ def test_bad_input_gives_clear_errors_and_changes_nothing(
     assert code == 2 and "'127.0.0.1:8101' is not an http(s)://host[:port] URL" in err
     code, _, err = umi_swap(capsys, monkeypatch, *v2, "--dns", "no-such-host.invalid:8101")
     assert code == 2 and "--dns: 'no-such-host.invalid' does not resolve" in err
+    for flags, said in [(("--check-window", "inf"), "--check-window: inf is not a finite number"),
+                        (("--drain-timeout", "nan"), "--drain-timeout: nan is not a finite number"),
+                        (("--drain-timeout", "0"), "--drain-timeout: 0 is not more than 0"), (("--version", " "), "--version: is empty")]:
+        code, _, err = umi_swap(capsys, monkeypatch, *v2, *flags, "--replicas", "http://127.0.0.1:9")
+        assert code == 2 and said in err, err
     code, _, err = umi_swap(capsys, monkeypatch, *v2, "--replicas", "http://127.0.0.1:9", token="")
     assert code == 2 and "no admin token: set UMI_ADMIN_TOKEN or give --token-file" in err
     code, _, err = umi_swap(capsys, monkeypatch, *v2, "--replicas", "http://127.0.0.1:9", "--token-file", str(tmp_path / "none"))

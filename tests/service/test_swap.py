@@ -118,6 +118,8 @@ def test_blue_green_swap_under_load_then_rollback(service: httpx.Client, tiny_mo
     assert metric_value(service, "umi_weights_info", version="v2") == 1
     assert metric_value(service, "umi_weights_info", version="v1") == 0
 
+    endless = service.post("/admin/weights/rollback", content=b'{"drain_timeout_s": 1e999}', headers={**ADMIN, "content-type": "application/json"})
+    assert endless.status_code == 422 and endless.json()["error"]["field"] == "drain_timeout_s", endless.text  # infinity: a drain without end
     refused = service.post("/admin/weights/rollback", json={"strategy": "in_place"}, headers=ADMIN)
     assert refused.status_code == 422 and refused.json()["error"]["type"] == "in_place_unsupported", refused.text
     back = service.post("/admin/weights/rollback", json={"strategy": "blue_green"}, headers=ADMIN)

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -28,8 +30,17 @@ import torch
 from llguidance.torch import allocate_token_bitmask, fill_next_token_bitmask
 from transformers import LogitsProcessor, PreTrainedTokenizerBase
 
+# llguidance builds a matcher recursively: a chain of a few thousand rules (60 KB) overflows the
+# native stack and kills the process (found by probing; 1,000 rules are fine). Grammars past these
+# bounds are refused up front; the role services' own grammars have 2 rules per tool.
+MAX_GRAMMAR_CHARS = 256 * 1024
+MAX_GRAMMAR_RULES = 1000
 STRUCTURED_OUTPUT_KINDS = ("json", "regex", "choice", "grammar", "json_object", "structural_tag")
 SUPPORTED_KINDS = ("json", "regex", "choice", "grammar", "json_object")
+
+
+_RULE = re.compile(r"\s*[?!]?[A-Za-z_][A-Za-z0-9_]*(\[[^\]]*\])?(\.\-?\d+)?\s*:")  # a Lark (or GBNF ::=) rule or terminal
+log = logging.getLogger("umi.engines")
 
 
 class StructuredOutputsError(ValueError):
@@ -65,6 +76,11 @@ def grammar_of(structured_outputs: Any) -> str:
         value = value if isinstance(value, str) else json.dumps(value)
     elif not isinstance(value, str):
         raise StructuredOutputsError(f"structured_outputs.{kind}: must be a string")
+    if len(value) > MAX_GRAMMAR_CHARS:
+        raise StructuredOutputsError(f"structured_outputs.{kind}: {len(value)} characters, more than this engine takes ({MAX_GRAMMAR_CHARS})")
+    rules = sum(1 for line in value.splitlines() if _RULE.match(line)) if kind == "grammar" else 0
+    if rules > MAX_GRAMMAR_RULES:
+        raise StructuredOutputsError(f"structured_outputs.grammar: {rules} rules, more than this engine takes ({MAX_GRAMMAR_RULES})")
     try:
         return llguidance.grammar_from(kind, value)  # type: ignore[arg-type]
     except ValueError as exc:
@@ -106,6 +122,8 @@ class GrammarLogitsProcessor(LogitsProcessor):
             for m, token in zip(self.matchers, last, strict=True):
                 if m is not None and not m.is_stopped():
                     m.consume_token(token)  # a refused token (never chosen under the mask) leaves it in error: EOS only
+                    if m.is_error():  # e.g. a lexer limit met mid-way: the output ends here
+                        log.warning("structured outputs: the grammar stopped the generation: %s", m.get_error())
         self._started = True
         rows = [i for i, m in enumerate(self.matchers) if m is not None]
         if not rows:

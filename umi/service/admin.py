@@ -31,12 +31,12 @@ class WeightsSwapRequest(BaseModel):
     )
     engine_url: str | None = Field(None, description="url engine: the server that serves the new weights")
     tokenizer: str | None = Field(None, description="default: the new model directory (full), the current one (lora)")
-    drain_timeout_s: float | None = Field(None, gt=0, description="default: UMI_DRAIN_TIMEOUT_S")
+    drain_timeout_s: float | None = Field(None, gt=0, allow_inf_nan=False, description="default: UMI_DRAIN_TIMEOUT_S")
 
 
 class RollbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    drain_timeout_s: float | None = Field(None, gt=0)
+    drain_timeout_s: float | None = Field(None, gt=0, allow_inf_nan=False)
     strategy: Literal["blue_green", "in_place"] | None = Field(
         None, description="full weights only (default: UMI_SWAP_STRATEGY); a fleet swap passes the one it swapped with"
     )
