@@ -32,7 +32,7 @@ from services import planner
 from umi.cli import main
 from umi.engines.process import free_port
 from umi.roleapi import CHAT_ID_HEADER
-from umi.fleet_swap import FleetInputError, ReplicaFailure, SwapTarget, error_rate, replicas_from_dns, replicas_from_urls, requests_by_code
+from umi.fleet_swap import FleetInputError, FleetSwap, ReplicaFailure, SwapTarget, error_rate, replicas_from_dns, replicas_from_urls, requests_by_code
 
 Fleet = Callable[..., AbstractContextManager[list[httpx.Client]]]
 PROGRESS = re.compile(r"^\[(\d+)/\d+(?: canary)?\] (\S+)  (\w+) (start|ok|failed)")
@@ -166,6 +166,20 @@ def test_a_replica_that_fails_its_checks_after_switching_is_rolled_back_with_the
             assert admin_status(client)["model"]["version"] == "v1"
         rollbacks = [(n, phase, status) for n, _, phase, status in steps(err) if phase == "rollback"]
         assert rollbacks == [(2, "rollback", "start"), (2, "rollback", "ok"), (1, "rollback", "start"), (1, "rollback", "ok")]
+
+
+def test_a_fault_of_its_own_after_a_switch_still_rolls_back(
+    fleet: Fleet, tiny_models: dict[str, Path], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken_check(self: FleetSwap, result: Any) -> str:
+        raise RuntimeError("a bug in a check")
+
+    monkeypatch.setattr(FleetSwap, "_version", broken_check)
+    with fleet(1) as (client,):
+        code, _, err = umi_swap(capsys, monkeypatch, "--to", str(tiny_models["v2"]), "--version", "v2",
+                                "--replicas", urls([client])[0], "--check-window", "0")
+        assert code == 1 and "version: RuntimeError: a bug in a check" in err, err
+        assert admin_status(client)["model"]["version"] == "v1"  # the replica that switched went back
 
 
 def test_under_chat_load_through_haproxy_nothing_fails_and_no_chat_goes_back_to_the_old_version(
