@@ -14,7 +14,7 @@ import pytest
 
 from umi.cli import main
 from umi.demo import tool_data as data
-from umi.demo.own_words import SUITES, Form, OwnWordsQuestion, judge, load_questions
+from umi.demo.own_words import SUITES, Form, OwnWordsQuestion, corpus_form, judge, load_questions, states
 from umi.demo.tools_app import BY_NAME, tool_set
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -99,6 +99,24 @@ def test_the_judge_compares_codes_case_insensitively_numbers_as_numbers_and_expr
     assert _judge(percent, "completed", [("calculate", {"expression": "0.15*240"})], "15% of 240 is 36.").fully_right
     assert not _judge(percent, "completed", [("calculate", {"expression": "15 / 240"})], "36").calls_right
     assert not _judge(percent, "completed", [("calculate", {"expression": "15 % of 240"})], "36").calls_right
+
+
+def test_a_whole_number_is_stated_with_or_without_zero_decimals_and_never_inside_another_number() -> None:
+    assert states("200 USD is 184.0 EUR.", "184") and states("200 USD is 184.00 EUR.", "184") and states("It is -4.0 C", "-4")
+    assert not states("200 USD is 184.5 EUR.", "184") and not states("1184.0", "184") and not states("184.05", "184")
+    assert not states("It is 120 C", "12") and not states("3.12", "12") and not states("-12", "12")
+    assert states("It is 08:00 in Oslo", "08:00") and not states("It is 08:00.5", "08:00")
+    assert not states("1.5", "1.50")  # a decimal value is stated as written
+
+
+def test_a_question_one_of_the_corpus_forms_writes_is_found_with_its_form() -> None:
+    forms = ["What time is it in {c}?", "Convert {n} {a} to {b}.", "{e}?"]
+    assert corpus_form("WHAT TIME IS IT IN SÃO PAULO", forms) == "What time is it in {c}?"
+    assert corpus_form("convert 26.2 British pounds to yen!", forms) == "Convert {n} {a} to {b}."
+    assert corpus_form("12.5 * 8 + 3", forms) == "{e}?"
+    assert corpus_form("What time is it in Tokyo and in Lima?", forms) is None
+    assert corpus_form("Is it late in Tokyo?", forms) is None
+    assert corpus_form("what time is it in Tokyo") == "What time is it in {c}?"  # the corpus's own forms
 
 
 def test_two_questions_in_one_need_both_calls_and_both_values() -> None:

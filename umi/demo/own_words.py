@@ -155,8 +155,10 @@ def argument_matches(key: str, expected: Any, actual: Any) -> bool:
 
 def states(answer: str, value: str) -> bool:
     """Whether ``answer`` states ``value`` as a whole (case-insensitive): ``12`` is not stated by
-    ``120``, ``3.12`` or ``-12``."""
-    pattern = rf"(?<![\w.-]){re.escape(value.casefold())}(?!\w|[.,]\d)"
+    ``120``, ``3.12`` or ``-12``; a whole number is stated with zero decimals too (``184`` by
+    ``184.0``, as the tools write a float result)."""
+    zeros = r"(?:\.0+)?" if re.fullmatch(r"-?\d+", value) else ""
+    pattern = rf"(?<![\w.-]){re.escape(value.casefold())}{zeros}(?!\w|[.,]\d)"
     return re.search(pattern, answer.casefold()) is not None
 
 
@@ -200,6 +202,37 @@ def judge(
 # ----------------------------------------------------------------------------- measuring
 
 
+# What each placeholder of a corpus form stands for, to match it against a question.
+_SLOT_PATTERNS = {
+    "c": r"[^\W\d_][^\W\d_.'-]*(?: [^\W\d_]+){0,2}",  # a place: one to three words
+    "a": r"[^\W\d_]+(?: [^\W\d_]+){0,2}|°\w", "b": r"[^\W\d_]+(?: [^\W\d_]+){0,2}|°\w",  # a place, currency or unit
+    "n": r"\d+(?:\.\d+)?", "v": r"\d+(?:\.\d+)?", "s": r"[^\W\d_]{1,5}", "w": r"[^\W\d_]+",
+    "l": r"[^\W\d_]+", "l1": r"[^\W\d_]+", "l2": r"[^\W\d_]+", "e": r"[\d\s.+\-*/x%]+", "d": r"\d{4}-\d\d-\d\d",
+}  # fmt: skip
+
+
+def _bare(text: str) -> str:
+    return _nfc(text).rstrip("?.! ").lstrip("¿¡").casefold()
+
+
+def corpus_form(question: str, forms: Sequence[str] | None = None) -> str | None:
+    """The corpus question form (:func:`umi.demo.corpus.question_forms`) that writes ``question``
+    with values in its placeholders, in any case and with or without its final punctuation; None
+    when no form does. The suite's questions were written without the generator, but a plain
+    question ("what time is it in Tokyo") can still be one of its forms: the report counts them
+    apart (``by_corpus_form``)."""
+    if forms is None:
+        from umi.demo.corpus import question_forms
+
+        forms = question_forms()
+    bare = _bare(question)
+    for form in forms:
+        pattern = re.sub(r"\\\{(\w+)\\\}", lambda m: f"(?:{_SLOT_PATTERNS[m.group(1)]})", re.escape(_bare(form)))
+        if re.fullmatch(pattern, bare):
+            return form
+    return None
+
+
 def v1_tool_docs() -> list[Any]:
     """The v1 tools as the orchestrator hands them to the roles (OpenAI tools -> ToolDocs)."""
     return to_tooldocs(t.schema("http://tools") for t in tool_set("v1"))
@@ -240,6 +273,9 @@ def measure_suite(
     with tqdm(total=1, desc=suite, disable=not progress) as bar:
         states = run_loops(models, trajectories, max_steps=max_steps)
         bar.update(1)
+    from umi.demo.corpus import question_forms
+
+    forms = question_forms()
     results = []
     for q, v, s in zip(questions, values, states, strict=True):
         verdict = judge(q, v, s["status"], s["calls"], s["answer"])
@@ -249,6 +285,7 @@ def measure_suite(
             "status": s["status"] or "max_steps",
             "calls": [{"name": name, "arguments": args} for name, args in s["calls"]],
             "answer": s["answer"], "reasons": verdict.reasons,
+            "corpus_form": ["a corpus form" if corpus_form(q.question, forms) else "no corpus form"],
         })  # fmt: skip
     fully = sum(r["fully_right"] for r in results)
     calls = sum(r["calls_right"] for r in results)
@@ -257,6 +294,7 @@ def measure_suite(
         "fully_right": _rate(fully, len(results)), "calls_right": _rate(calls, len(results)),
         "fully_right_count": fully, "calls_right_count": calls,
         "by_tool": _breakdown(results, "tools"), "by_form": _breakdown(results, "forms"),
+        "by_corpus_form": _breakdown(results, "corpus_form"),
         "failures": [r for r in results if not r["fully_right"]],
         "results": results,
     }  # fmt: skip
@@ -267,7 +305,7 @@ def report_lines(report: dict[str, Any]) -> list[str]:
     n = report["questions"]
     lines = [f"{report['suite']}: {n} questions, caller {report['caller']}, constrained decoding {report['constrained']}", "",
              f"{'':<16}{'questions':>10}{'fully right':>13}{'calls right':>13}"]  # fmt: skip
-    for title, key in (("by tool", "by_tool"), ("by form", "by_form")):
+    for title, key in (("by tool", "by_tool"), ("by form", "by_form"), ("written by", "by_corpus_form")):
         lines.append(title)
         for name, row in report[key].items():
             lines.append(f"  {name:<14}{row['questions']:>10}{row['fully_right']:>13}{row['calls_right']:>13}")
