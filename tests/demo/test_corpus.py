@@ -7,6 +7,7 @@ import re
 
 from fastapi.testclient import TestClient
 
+from umi.demo import tool_data as data
 from umi.demo.corpus import build_corpus
 from umi.demo.pools import make_pools
 from umi.demo.tools_app import create_app
@@ -109,8 +110,10 @@ def test_calls_carry_values_as_the_tools_take_them() -> None:
             for key in ("city", "origin", "destination"):
                 if key in args:  # a city as the user wrote it, diacritics and casing kept, never a typo
                     assert args[key] in query, (query, args)
-            if "expression" in args:
-                assert all(n in query for n in re.findall(r"\d+", args["expression"])), query
+            if "expression" in args:  # its numbers are the question's, but a percentage's / 100 and a square's ** 2
+                written = re.sub(r" / 100$| \*\* 2$", "", args["expression"])
+                assert all(n in query for n in re.findall(r"\d+(?:\.\d+)?", written)), query
+                assert data.calculate(args["expression"])["result"] is not None
             if "from_unit" in args:
                 assert args["from_unit"] in UNIT_NAMES and args["to_unit"] in UNIT_NAMES
     mapped = [t for t in build_corpus(7, 2000, "test") for a in _calls(t)

@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from umi.demo import tool_data as data
 from umi.demo.corpus_spec import DEMO_CORPUS, CorpusSpec
-from umi.demo.phrasing import CURRENCY_NAMES, CURRENCY_NAMES_TO_LEARN, UNIT_NAMES, ask
+from umi.demo.phrasing import CURRENCY_NAMES, CURRENCY_NAMES_TO_LEARN, LANGUAGE_NAMES, UNIT_NAMES, ask, typo
 from umi.demo.pools import Pools, make_pools
 from umi.demo.tools_app import TOOLS, tool_set
 from umi.format import caller_turn_content, tooldoc_from_openai
@@ -98,10 +98,14 @@ TIME = (
     "What does the clock say in {c}?", "What's the time over in {c}?", "Current time {c}", "What hour is it in {c}?",
     "I need to call a friend in {c}, what time is it there?", "My meeting is with someone in {c}. What's their local time?",
     "Is it late in {c} now? What time is it?", "In {c}, what time is it?", "clock in {c}",
+    "Could you check the time in {c}?", "What's the hour in {c} right now?", "Is it morning or evening in {c}?",
+    "{c}: what time is it there?", "time {c}", "Is it too early to phone someone in {c}?", "What time do they have in {c}?",
+    "Is it the middle of the night in {c}?", "Do you know what time it is in {c}?", "current local time {c} pls",
 )
 TIME_OTHER = (
     "¿Qué hora es en {c}?", "¿Qué hora tienen en {c}?", "Quelle heure est-il à {c} ?", "L'heure à {c} ?",
     "Wie spät ist es in {c}?", "Uhrzeit in {c}?", "Que horas são em {c}?", "Que horas são agora em {c}?",
+    "¿Me dices la hora en {c}?", "Il est quelle heure à {c} ?", "Wie viel Uhr ist es in {c}?", "Horário em {c}?",
 )
 POPULATION = (
     "What is the population of {c}?", "How many people live in {c}?", "Population of {c}?", "How big is {c}?",
@@ -118,32 +122,57 @@ CURRENCY = (
     "Convert {n} {a} to {b}.", "How much is {n} {a} in {b}?", "What is {n} {a} in {b}?", "Change {n} {a} into {b}, please.",
     "{n} {a} to {b}", "Exchange {n} {a} for {b}.", "What's {n} {a} worth in {b}?", "How many {b} do I get for {n} {a}?",
     "{n} {a} in {b}?", "I'm going abroad with {n} {a}; how much is that in {b}?", "What do {n} {a} make in {b}?",
-    "Exchange rate: {n} {a} into {b}?",
+    "Exchange rate: {n} {a} into {b}?", "How many {b} is {n} {a}?", "Turn {n} {a} into {b}", "{n} {a} = ? {b}",
+    "I have {n} {a}, what's that in {b}?", "If I pay {n} {a}, how much is it in {b}?", "{n} {a} -> {b}",
 )
 CURRENCY_OTHER = (
     "¿Cuánto son {n} {a} en {b}?", "Combien font {n} {a} en {b} ?", "Wie viel sind {n} {a} in {b}?",
-    "Quanto é {n} {a} em {b}?",
+    "Quanto é {n} {a} em {b}?", "{n} {a}, ¿cuánto es en {b}?", "Cambia {n} {a} a {b}.", "Convertis {n} {a} en {b}.",
+    "{n} {a} in {b} umrechnen", "Quantos {b} são {n} {a}?",
 )
 CALCULATE = (
     "What is {e}?", "Calculate {e}.", "Compute {e} for me.", "How much is {e}?", "What's {e}?", "{e} = ?", "{e}?",
-    "What does {e} come to?", "Can you work out {e}?", "Quick maths: {e}", "Solve {e}.",
+    "What does {e} come to?", "Can you work out {e}?", "Quick maths: {e}", "Solve {e}.", "{e}", "what's {e} equal to",
+    "Help me with some math: {e}", "I need {e} worked out.", "What do you get for {e}?",
 )
-CALCULATE_OTHER = ("¿Cuánto es {e}?", "Combien font {e} ?", "Was ist {e}?", "Quanto é {e}?", "Calcule {e}.")
-OPERATOR_WORDS = {"+": ("plus",), "-": ("minus",), "*": ("times", "multiplied by")}
+# Other-language forms, each with its language's operator words.
+CALCULATE_OTHER = (("es", "¿Cuánto es {e}?"), ("fr", "Combien font {e} ?"), ("de", "Was ist {e}?"),
+                   ("pt", "Quanto é {e}?"), ("fr", "Calcule {e}."), ("de", "Rechne {e}."), ("es", "Calcula {e}."))
+OPERATOR_WORDS: dict[str, dict[str, tuple[str, ...]]] = {
+    "en": {"+": ("plus", "and"), "-": ("minus", "take away"), "*": ("times", "multiplied by", "x"),
+           "/": ("divided by", "over", "split by")},
+    "es": {"+": ("más",), "-": ("menos",), "*": ("por",), "/": ("dividido por", "entre")},
+    "fr": {"+": ("plus",), "-": ("moins",), "*": ("fois",), "/": ("divisé par",)},
+    "de": {"+": ("plus",), "-": ("minus",), "*": ("mal",), "/": ("geteilt durch",)},
+    "pt": {"+": ("mais",), "-": ("menos",), "*": ("vezes",), "/": ("dividido por",)},
+}
+# Percentages and powers as people write them, with the expression the call takes.
+PERCENT_OF = {"en": "{p}% of {x}", "es": "el {p}% de {x}", "fr": "{p} % de {x}", "de": "{p} % von {x}", "pt": "{p}% de {x}"}
+SQUARED = {"en": ("{x} squared", "{x} to the power of 2"), "es": ("{x} al cuadrado",), "fr": ("{x} au carré",),
+           "de": ("{x} hoch 2", "{x} zum Quadrat"), "pt": ("{x} ao quadrado",)}
 UNITS_FORMS = (
     "Convert {v} {a} to {b}.", "How many {b} is {v} {a}?", "What is {v} {a} in {b}?", "{v} {a} in {b}?",
     "{v} {a} to {b}", "How much is {v} {a} in {b}?", "Change {v} {a} into {b}.", "What's {v} {a} in {b}?",
+    "How many {b} are in {v} {a}?", "{v} {a} is how many {b}?", "I have {v} {a}. How many {b} is that?",
+    "Can you turn {v} {a} into {b}?", "what is {v} {a} in {b} please", "My recipe says {v} {a}; how much is that in {b}?",
+    "The sign said {v} {a}. What's that in {b}?", "{v} {a} equals how many {b}?",
 )
-UNITS_OTHER = ("Convierte {v} {a} a {b}.", "Convertis {v} {a} en {b}.", "Rechne {v} {a} in {b} um.", "Converta {v} {a} para {b}.")
+UNITS_OTHER = ("Convierte {v} {a} a {b}.", "Convertis {v} {a} en {b}.", "Rechne {v} {a} in {b} um.", "Converta {v} {a} para {b}.",
+               "¿Cuántos {b} hay en {v} {a}?", "{v} {a}, c'est combien en {b} ?", "Wie viele {b} sind {v} {a}?",
+               "Quantos {b} são {v} {a}?")
 STOCK = (
     "What is the stock price of {s}?", "How much does {s} stock cost?", "Price of {s} shares?",
     "Give me the latest {s} stock price.", "Where is {s} trading today?", "How is {s} doing today?",
     "{s} stock price", "{s} share price?", "What's {s} trading at?", "Quote for {s}?", "How much is a share of {s}?",
     "Check {s} stock.", "What is {s} worth today?", "I own some {s} shares, what is the price now?", "{s}?",
+    "{s} quote", "Quote {s} please", "What's the latest on {s} stock?", "Is {s} up today?",
+    "How much are {s} shares going for?", "Current {s} price?", "How's {s} stock doing right now?",
+    "Thinking of buying {s}. What does it cost now?",
 )
 STOCK_OTHER = (
     "¿Cuál es el precio de la acción de {s}?", "Quel est le cours de {s} ?", "Wie steht die Aktie {s}?",
-    "Aktienkurs von {s}?", "Qual é o preço da ação {s}?",
+    "Aktienkurs von {s}?", "Qual é o preço da ação {s}?", "¿A cuánto está la acción de {s}?", "¿Cuánto vale {s} hoy?",
+    "Combien vaut l'action {s} ?", "Was kostet die {s}-Aktie?", "Wie viel kostet {s} gerade?", "Quanto vale a ação da {s}?",
 )
 FLIGHTS = (
     "Find flights from {a} to {b} on {d}.", "Are there flights from {a} to {b} on {d}?",
@@ -158,8 +187,13 @@ FLIGHTS_OTHER = (
 TRANSLATE = (
     "Translate {w} to {l}.", "How do you say {w} in {l}?", "What is {w} in {l}?", "{w} in {l}?",
     "What's the {l} word for {w}?", "Translate {w} into {l}.", "How would I say {w} in {l}?",
-    "Translate the word {w} to {l}.", "What does {w} mean in {l}?", "{l} for {w}?",
+    "Translate the word {w} to {l}.", "What does {w} mean in {l}?", "{l} for {w}?", "How do {l} people say {w}?",
+    "Give me {w} in {l}.", "What is the word for {w} in {l}?", "translate {w} {l}", "{w} -> {l}",
 )
+# Other-language forms: (language of the question, form); {l} is the language's name in it.
+TRANSLATE_OTHER = (("es", "¿Cuál es la traducción de {w} al {l}?"), ("es", "Traduce {w} al {l}."), ("fr", "Comment dit-on {w} en {l} ?"),
+                   ("fr", "Traduis {w} en {l}."), ("de", "Was heißt {w} auf {l}?"), ("de", "Übersetze {w} ins {l}e."),
+                   ("pt", "Como se diz {w} em {l}?"), ("pt", "Traduza {w} para o {l}."))
 
 
 def _form(rng: random.Random, forms: tuple[str, ...], other: tuple[str, ...] = ()) -> str:
@@ -195,8 +229,20 @@ def _currency_side(rng: random.Random, code: str) -> tuple[str, str]:
     return code, code
 
 
+DECIMAL_RATE = 0.2
+
+
+def _amount(rng: random.Random, p: Pools, split: Split) -> int | float:
+    """A number of the split's pool, or (DECIMAL_RATE) that number with one or two decimals
+    (``26.2``, ``12.75``): the call copies it as written."""
+    n = p.numbers.pick(rng, split)
+    if rng.random() >= DECIMAL_RATE:
+        return n
+    return float(f"{n % 1000}.{rng.randint(1, 9)}" if rng.random() < 0.6 else f"{n % 1000}.{rng.randint(1, 99):02d}".rstrip("0"))
+
+
 def _currency(rng: random.Random, p: Pools, split: Split) -> Scenario:
-    amount = p.numbers.pick(rng, split)
+    amount = _amount(rng, p, split)
     a, b = p.currencies.pick_two(rng, split)
     (wa, a), (wb, b) = _currency_side(rng, a), _currency_side(rng, b)
     while b == a:
@@ -208,11 +254,29 @@ def _currency(rng: random.Random, p: Pools, split: Split) -> Scenario:
 
 
 def _calculate(rng: random.Random, p: Pools, split: Split) -> Scenario:
-    x, y = p.numbers.pick(rng, split), p.numbers.pick(rng, split)
-    op = rng.choice(["+", "-", "*"])
-    expr = f"{x} {op} {y}"
-    written = f"{x} {rng.choice(OPERATOR_WORDS[op])} {y}" if rng.random() < 0.25 else expr
-    asked = ask(rng, _form(rng, CALCULATE, CALCULATE_OTHER), e=written)
+    """Arithmetic as people write it: symbols or operator words (in the question's language),
+    two or three operands, decimals, a percentage of a number, a square."""
+    lang, form = ("en", rng.choice(CALCULATE))
+    if rng.random() < OTHER_LANGUAGE_RATE:
+        lang, form = rng.choice(CALCULATE_OTHER)
+    x, y = _amount(rng, p, split), p.numbers.pick(rng, split)
+    r = rng.random()
+    if r < 0.1:
+        pct = rng.choice((5, 10, 12, 15, 18, 20, 25, 30, 40, 50, 75)) if rng.random() < 0.5 else rng.randint(1, 99)
+        expr, written = f"{y} * {pct} / 100", PERCENT_OF[lang].format(p=pct, x=y)
+    elif r < 0.17:
+        expr, written = f"{y % 100} ** 2", rng.choice(SQUARED[lang]).format(x=y % 100)
+    else:
+        ops = [rng.choice(["+", "-", "*", "/"])]
+        if r > 0.85:
+            ops.append(rng.choice(["+", "-", "*"]))
+        nums = [x, y] + [p.numbers.pick(rng, split) % 100 for _ in ops[1:]]
+        expr = " ".join([_num(nums[0])] + [f"{op} {_num(n)}" for op, n in zip(ops, nums[1:])])
+        if rng.random() < 0.3:
+            written = " ".join([_num(nums[0])] + [f"{rng.choice(OPERATOR_WORDS[lang][op])} {_num(n)}" for op, n in zip(ops, nums[1:])])
+        else:
+            written = expr if rng.random() < 0.7 else expr.replace(" ", "")
+    asked = ask(rng, form, e=written)
     return Scenario(asked.query, [Call("calculate", {"expression": expr}, "I will use calculate.")],
                     lambda o: f"{expr} = {_num(o[0]['result'])}.")
 
@@ -223,7 +287,7 @@ _UNIT_PAIRS = (("km", "mi"), ("mi", "km"), ("kg", "lb"), ("lb", "kg"), ("c", "f"
 
 
 def _units(rng: random.Random, p: Pools, split: Split) -> Scenario:
-    value = p.numbers.pick(rng, split)
+    value = _amount(rng, p, split)
     a, b = rng.choice(_UNIT_PAIRS)
     asked = ask(rng, _form(rng, UNITS_FORMS, UNITS_OTHER), v=value, a=rng.choice(UNIT_NAMES[a]), b=rng.choice(UNIT_NAMES[b]))
     call = Call("convert_units", {"value": value, "from_unit": a, "to_unit": b}, "I will use convert_units.")
@@ -248,10 +312,23 @@ def _flights(rng: random.Random, p: Pools, split: Split) -> Scenario:
         f=", ".join(f"{x['flight']} at {x['departure']} for {x['price_usd']} USD" for x in o[0]["flights"])))
 
 
+LANGUAGE_TYPO_RATE = 0.08
+
+
 def _translate(rng: random.Random, p: Pools, split: Split) -> Scenario:
+    """A word to translate; the language's name as the question's language writes it (the call
+    takes the English name), sometimes misspelt: the names are a closed list, so a typo in one
+    does not change the value."""
     word = p.words.pick(rng, split)
     lang = rng.choice(p.languages)
-    asked = ask(rng, rng.choice(TRANSLATE), w=word, l=lang)
+    if rng.random() < OTHER_LANGUAGE_RATE:
+        asked_in, form = rng.choice(TRANSLATE_OTHER)
+        name = LANGUAGE_NAMES[asked_in][lang]
+    else:
+        form, name = rng.choice(TRANSLATE), lang
+    if rng.random() < LANGUAGE_TYPO_RATE and len(name) >= 5:
+        name = typo(rng, name)
+    asked = ask(rng, form, w=word, l=name)
     call = Call("translate_word", {"word": word, "language": lang}, "I will use translate_word.")
     return Scenario(asked.query, [call], lambda o: f"{word} in {lang} is {o[0]['translation']}.")
 
@@ -272,11 +349,20 @@ TWO_CITIES = (
 )
 
 
+# Comparisons that need the weather of both cities.
+WARMER = (
+    "Which city is warmer, {a} or {b}?", "Which is colder right now, {a} or {b}?", "Where is it hotter today: {a} or {b}?",
+    "Is {a} warmer than {b} at the moment?", "{a} or {b}, where is the weather better?", "Colder in {a} or {b}?",
+    "¿Hace más calor en {a} o en {b}?", "Fait-il plus chaud à {a} ou à {b} ?", "Ist es in {a} oder in {b} wärmer?",
+)
+
+
 def _two_cities(rng: random.Random, p: Pools, split: Split, tools: list[str]) -> Scenario:
     tool = rng.choice([t for t in ("get_weather", "get_time", "get_population") if t in tools])
     a, b = p.cities.pick_two(rng, split)
     what = {"get_weather": "weather", "get_time": "time", "get_population": "population"}[tool]
-    asked = ask(rng, rng.choice(TWO_CITIES), w=what, a=a, b=b)
+    form = rng.choice(WARMER) if tool == "get_weather" and rng.random() < 0.35 else rng.choice(TWO_CITIES)
+    asked = ask(rng, form, w=what, a=a, b=b)
     a, b = asked.written(a), asked.written(b)
     calls = [Call(tool, {"city": a}, f"I will use {tool} for {a}."), Call(tool, {"city": b}, f"Now I will use {tool} for {b}.")]
     key = {"get_weather": "temperature_c", "get_time": "time", "get_population": "population"}[tool]
@@ -302,6 +388,46 @@ def _two_questions(rng: random.Random, p: Pools, split: Split, tools: list[str])
     a1, a2 = s1.answer, s2.answer
     assert a1 is not None and a2 is not None
     return Scenario(q1 + joiner + q2, calls, lambda o: a1(o[:1]) + " " + a2(o[1:]))
+
+
+# (form, the tool the question asks of first)
+SAME_CITY = (
+    ("How is the weather in {c}, and what's the local time?", "get_weather"), ("Weather and local time in {c}?", "get_weather"),
+    ("Tell me the time and the weather in {c}.", "get_time"), ("How's the weather in {c}, and what's the time there?", "get_weather"),
+    ("In {c}: weather and time please", "get_weather"), ("What time is it in {c}, and is it raining there?", "get_time"),
+    ("¿Qué hora es en {c} y qué tiempo hace?", "get_time"), ("Quelle heure est-il à {c} et quel temps fait-il ?", "get_time"),
+    ("Wie ist das Wetter in {c} und wie spät ist es dort?", "get_weather"),
+)
+TWO_LANGUAGES = (
+    "Translate {w} to {l1} and {l2}.", "How do you say {w} in {l1} and in {l2}?", "{w} in {l1} and {l2}?",
+    "What's {w} in {l1}, and in {l2}?", "translate {w} into {l1} and also {l2}",
+)
+
+
+def _same_city(rng: random.Random, p: Pools, split: Split, tools: list[str]) -> Scenario:
+    """Two tools for one city in one message: the weather and the time (order as asked)."""
+    city = p.cities.pick(rng, split)
+    form, first = rng.choice(SAME_CITY)
+    asked = ask(rng, form, c=city)
+    c = asked.written(city)
+    second = "get_time" if first == "get_weather" else "get_weather"
+    calls = [Call(first, {"city": c}, f"I will use {first}."), Call(second, {"city": c}, f"Now I will use {second}.")]
+
+    def answer(o: list[JSON]) -> str:
+        w, tm = (o[0], o[1]) if first == "get_weather" else (o[1], o[0])
+        return f"In {c} it is {w['temperature_c']} C and {w['condition']}, and the time is {tm['time']}."
+
+    return Scenario(asked.query, calls, answer)
+
+
+def _two_languages(rng: random.Random, p: Pools, split: Split, tools: list[str]) -> Scenario:
+    word = p.words.pick(rng, split)
+    l1, l2 = rng.sample(list(p.languages), 2)
+    asked = ask(rng, rng.choice(TWO_LANGUAGES), w=word, l1=l1, l2=l2)
+    calls = [Call("translate_word", {"word": word, "language": l1}, "I will use translate_word."),
+             Call("translate_word", {"word": word, "language": l2}, f"Now I will use translate_word for {l2}.")]
+    return Scenario(asked.query, calls,
+                    lambda o: f"{word} in {l1} is {o[0]['translation']}; in {l2} it is {o[1]['translation']}.")
 
 
 STOCK_IN_CURRENCY = (
@@ -393,11 +519,12 @@ def _recover(rng: random.Random, p: Pools, split: Split, tools: list[str]) -> Sc
 
 
 MIX: tuple[tuple[float, str], ...] = (
-    (0.52, "one"), (0.10, "two_cities"), (0.10, "two_questions"), (0.08, "stock_in_currency"), (0.08, "give_up"),
-    (0.04, "direct"), (0.08, "recover"),
+    (0.50, "one"), (0.09, "two_cities"), (0.09, "two_questions"), (0.04, "same_city"), (0.02, "two_languages"),
+    (0.07, "stock_in_currency"), (0.08, "give_up"), (0.04, "direct"), (0.07, "recover"),
 )
 _OTHERS = {"two_cities": _two_cities, "two_questions": _two_questions, "stock_in_currency": _stock_in_currency,
-           "give_up": _give_up, "direct": _direct, "recover": _recover}
+           "give_up": _give_up, "direct": _direct, "recover": _recover, "same_city": _same_city,
+           "two_languages": _two_languages}
 
 
 def scenario(rng: random.Random, pools: Pools, split: Split, tools: list[str]) -> Scenario:
@@ -409,6 +536,20 @@ def scenario(rng: random.Random, pools: Pools, split: Split, tools: list[str]) -
     if kind == "one":
         return ONE_CALL[rng.choice([t for t in tools if t in ONE_CALL])](rng, pools, split)
     return _OTHERS[kind](rng, pools, split, tools)
+
+
+def question_forms() -> list[str]:
+    """Every question form of the corpus, with its ``{slot}`` placeholders: the one-call forms in
+    every language, the two-call forms, the give-ups and the direct answers (a message of two
+    joined questions is made of these). :func:`umi.demo.own_words.corpus_form` matches a question
+    against them."""
+    plain = (WEATHER, WEATHER_OTHER, TIME, TIME_OTHER, POPULATION, POPULATION_OTHER, CURRENCY, CURRENCY_OTHER,
+             CALCULATE, UNITS_FORMS, UNITS_OTHER, STOCK, STOCK_OTHER, FLIGHTS, FLIGHTS_OTHER, TRANSLATE,
+             TWO_CITIES, WARMER, TWO_LANGUAGES, STOCK_IN_CURRENCY)
+    paired = (CALCULATE_OTHER, TRANSLATE_OTHER)
+    forms = [f for group in plain for f in group] + [f for group in paired for _, f in group]
+    forms += [f for f, _ in SAME_CITY] + [f for f, _ in _NO_TOOL] + [q for q, _ in _DIRECT]
+    return forms
 
 
 # ----------------------------------------------------------------------------- trajectories

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class CorpusSpec:
     seed: int = 7
-    train: int = 16000  # trajectories per training file
+    train: int = 24000  # trajectories per training file
     test: int = 200  # trajectories per held-out file
 
 
