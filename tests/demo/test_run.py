@@ -32,7 +32,8 @@ def test_the_questions_are_held_out_and_cover_every_kind() -> None:
     # the load uses tools both callers know; the new-tool question needs the new one
     assert tasks.load and all(NEW_TOOL not in [c.name for c in t.expected_calls] for t in tasks.load)
     assert [c.name for c in tasks.new_tool.expected_calls] == [NEW_TOOL]
-    assert tasks.new_tool.expected_calls[0].arguments["city"] in pools.cities.test
+    # (a city as the user wrote it: "nice" in a question written all in lower case)
+    assert tasks.new_tool.expected_calls[0].arguments["city"].casefold() in {c.casefold() for c in pools.cities.test}
     # and at least two questions of the own-words suite, by id
     assert len(tasks.own_words) >= 2 and [q.id for q in tasks.own_words] == list(OWN_WORDS_IDS)
 
@@ -167,3 +168,47 @@ def test_own_words_questions_are_judged_and_shown_but_only_a_failed_request_fail
     lost = OwnWordsOutcome(cairo, ChatOutcome(task, None, "ConnectError: refused", 0.1))
     assert DemoResult([good], swap, new_tool, [lost]).problems() == [
         "own-words question weather-cairo-hot: the request failed (ConnectError: refused)"]
+
+
+
+def test_a_slow_swap_still_gets_chats_after_it_once_the_chats_before_it_reach_max_chats() -> None:
+    """The load stops at max_chats while the swap runs, then each client sends its chats after the
+    swap: without them the demo could not show the new caller serving (a slow swap on a busy
+    machine once used up all 40 chats before it returned)."""
+    import asyncio
+    import threading
+
+    from fastapi import FastAPI
+    from fastapi.responses import PlainTextResponse
+
+    from tests.support.orchestrator_fakes import ThreadServer
+    from umi.demo.run import swap_under_load
+
+    state = {"version": "v1", "chats": 0}
+    release = threading.Event()
+    app = FastAPI()
+
+    @app.post("/chat")
+    def chat() -> dict[str, object]:
+        state["chats"] += 1
+        if state["chats"] == 6:  # max_chats reached: the swap returns a little later
+            threading.Timer(0.5, release.set).start()
+        return {"chat_id": "c", "status": "completed", "answer": "ok",
+                "steps": [{"role": "caller", "model_version": state["version"]}]}  # fmt: skip
+
+    @app.get("/metrics")
+    def metrics() -> PlainTextResponse:
+        return PlainTextResponse("")
+
+    @app.post("/admin/weights")
+    def swap() -> dict[str, object]:
+        release.wait(timeout=30)
+        state["version"] = "v2"
+        return {"model": {"name": "caller-v2", "version": "v2"}, "previous": {"name": "caller", "version": "v1"}}
+
+    with ThreadServer(app) as server:
+        outcome = asyncio.run(swap_under_load(server.url, server.url, "token", Path("/m/caller-v2"),
+                                              [Task(id="load", query="q", max_steps=1)], [], clients=2,
+                                              after_switch=1, max_chats=6))  # fmt: skip
+    versions = [sorted(c.versions("caller")) for c in outcome.chats]
+    assert versions == [["v1"]] * 6 + [["v2"]] * 2, versions

@@ -140,7 +140,8 @@ def test_up_serves_chats_swaps_the_caller_under_load_and_stops_everything_on_ctr
     assert swapped.chats and swapped.failed_requests == 0, swapped  # type: ignore[attr-defined]
     assert swapped.caller_requests > 0  # type: ignore[attr-defined]
     new_version = swapped.report["model"]["version"]  # type: ignore[attr-defined]
-    assert any(new_version in c.versions("caller") for c in swapped.chats)  # type: ignore[attr-defined]
+    seen = [(c.chat or {}).get("status") for c in swapped.chats], [sorted(c.versions("caller")) for c in swapped.chats]  # type: ignore[attr-defined]
+    assert any(new_version in c.versions("caller") for c in swapped.chats), (new_version, seen)  # type: ignore[attr-defined]
     status = httpx.get(f"{caller}/admin/weights", headers={"Authorization": f"Bearer {TOKEN}"}).json()
     assert status["model"]["name"] == "caller-v2"
 

@@ -177,7 +177,8 @@ async def swap_under_load(
 ) -> SwapOutcome:
     """Swap the caller to ``new_weights`` while ``clients`` clients send chats one after the other
     (questions from ``tasks``, in turn). The load goes on until the swap returned and each client
-    started ``after_switch`` chats after it; at most ``max_chats`` in all."""
+    started ``after_switch`` chats after it; at most ``max_chats`` before the swap returns (then
+    the clients wait for it), so that chats reach the new caller however long the swap takes."""
     chats: list[ChatOutcome] = []
     swap_done = asyncio.Event()
     sent = 0
@@ -187,7 +188,9 @@ async def swap_under_load(
         async def load() -> None:
             nonlocal sent
             after = 0
-            while after < after_switch and sent < max_chats:
+            while after < after_switch:
+                if sent >= max_chats and not swap_done.is_set():
+                    await swap_done.wait()
                 task = tasks[sent % len(tasks)]
                 sent += 1
                 after += swap_done.is_set()
