@@ -55,8 +55,8 @@ def held_out(version: ToolSetName, seed: int = CORPUS_SEED) -> list[dict[str, An
 def first_of_kind(trajectories: list[dict[str, Any]], kind: str) -> dict[str, Any] | None:
     matching = [t for t in trajectories if kind_of(t) == kind]
     if kind == "give_up":  # a give-up about populations shows best what the new tool changes
-        # Asked in words ("How many people live in Seville?"): demo-3 answers a bare "Shanghai
-        # population" with other tools instead of giving up (docs/demo.md, known failures).
+        # Asked in words ("How many people live in Seville?") when the held-out split has one:
+        # the tiny models answer a bare "Shanghai population" with other tools more often.
         matching.sort(key=lambda t: not t["instruction"].startswith("How many people live in"))
     return matching[0] if matching else None
 
