@@ -304,13 +304,13 @@ def report_lines(report: dict[str, Any]) -> list[str]:
     """The report as a table (by tool, by form, in all) followed by the failures."""
     n = report["questions"]
     lines = [f"{report['suite']}: {n} questions, caller {report['caller']}, constrained decoding {report['constrained']}", "",
-             f"{'':<16}{'questions':>10}{'fully right':>13}{'calls right':>13}"]  # fmt: skip
+             f"{'':<20}{'questions':>10}{'fully right':>13}{'calls right':>13}"]  # fmt: skip
     for title, key in (("by tool", "by_tool"), ("by form", "by_form"), ("written by", "by_corpus_form")):
         lines.append(title)
         for name, row in report[key].items():
-            lines.append(f"  {name:<14}{row['questions']:>10}{row['fully_right']:>13}{row['calls_right']:>13}")
-    lines.append(f"{'in all':<16}{n:>10}{report['fully_right_count']:>13}{report['calls_right_count']:>13}")
-    lines.append(f"{'':<16}{'':>10}{str(report['fully_right']) + '%':>13}{str(report['calls_right']) + '%':>13}")
+            lines.append(f"  {name:<18}{row['questions']:>10}{row['fully_right']:>13}{row['calls_right']:>13}")
+    lines.append(f"{'in all':<20}{n:>10}{report['fully_right_count']:>13}{report['calls_right_count']:>13}")
+    lines.append(f"{'':<20}{'':>10}{str(report['fully_right']) + '%':>13}{str(report['calls_right']) + '%':>13}")
     if report["failures"]:
         lines += ["", f"not fully right ({len(report['failures'])}):"]
     for r in report["failures"]:
