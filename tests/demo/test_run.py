@@ -212,3 +212,18 @@ def test_a_slow_swap_still_gets_chats_after_it_once_the_chats_before_it_reach_ma
                                               after_switch=1, max_chats=6))  # fmt: skip
     versions = [sorted(c.versions("caller")) for c in outcome.chats]
     assert versions == [["v1"]] * 6 + [["v2"]] * 2, versions
+
+
+def test_the_logs_are_pointed_to_only_when_a_part_wrote_some(tmp_path: Path) -> None:
+    from umi.demo.stack import keep_logs
+
+    said: list[str] = []
+    empty = tmp_path / "never-started"
+    (empty / "logs").mkdir(parents=True)
+    keep_logs(empty, said.append, note="interrupted; ")
+    assert said == ["interrupted"] and not empty.exists()
+    ran = tmp_path / "ran"
+    (ran / "logs").mkdir(parents=True)
+    (ran / "logs" / "planner.log").write_text("started\n")
+    keep_logs(ran, said.append)
+    assert said[-1] == f"logs kept in {ran / 'logs'}" and (ran / "logs" / "planner.log").exists()

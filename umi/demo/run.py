@@ -25,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from umi.demo.own_words import OwnWordsQuestion, Verdict, judge as judge_own_words
 from umi.demo.show import chat_lines
-from umi.demo.stack import Stack, StackConfig, StackError, running_stack
+from umi.demo.stack import Stack, StackConfig, StackError, keep_logs, running_stack
 from umi.demo.tasks import NEW_TOOL, demo_tasks
 from umi.eval.chats import CHAT_ERRORS, Task, judge, run_chat
 
@@ -364,7 +364,7 @@ def run_demo(config: StackConfig, say: Say = print, seed: int = 7, strict: bool 
             stack.check_running()
             say("")
     except KeyboardInterrupt:
-        say(f"interrupted; logs kept in {config.work_dir / 'logs'}")
+        keep_logs(config.work_dir, say, note="interrupted; ")
         return 130
     except StackError as exc:
         error = f"the stack: {exc}"
@@ -381,7 +381,7 @@ def run_demo(config: StackConfig, say: Say = print, seed: int = 7, strict: bool 
     say(f"  {time.monotonic() - started:.0f} s in all")
     if problems:
         say("demo NOT OK:\n" + "\n".join(f"  - {p}" for p in problems))
-        say(f"logs kept in {config.work_dir / 'logs'}")
+        keep_logs(config.work_dir, say)
         return 1
     shutil.rmtree(config.work_dir, ignore_errors=True)
     say("demo OK")

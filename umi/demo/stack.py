@@ -323,6 +323,18 @@ def new_work_dir() -> Path:
     return Path(tempfile.mkdtemp(prefix="umi-demo-"))
 
 
+def keep_logs(work_dir: Path, say: Say = print, note: str = "") -> None:
+    """After a failure: say where the logs are, or remove ``work_dir`` when no part had started
+    yet (a taken port, missing models), so that no empty directory is pointed to."""
+    logs = work_dir / "logs"
+    if logs.is_dir() and any(logs.iterdir()):
+        say(f"{note}logs kept in {logs}")
+    else:
+        shutil.rmtree(work_dir, ignore_errors=True)
+        if note:
+            say(note.rstrip("; "))
+
+
 @contextlib.contextmanager
 def running_stack(stack: Stack, say: Say = print) -> Iterator[Stack]:
     """``stack`` started; stopped on the way out, whatever happens (Ctrl-C, SIGTERM, SIGHUP, an

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from umi.demo.stack import Say, Stack, StackConfig, StackError, running_stack
+from umi.demo.stack import Say, Stack, StackConfig, StackError, keep_logs, running_stack
 
 # What each part serves, in the order of the table `make up` prints (the entry point first).
 ENDPOINTS = {
@@ -71,5 +71,5 @@ def up(config: StackConfig, say: Say = print, poll_s: float = 1.0) -> int:
     if status == 0:
         shutil.rmtree(config.work_dir, ignore_errors=True)
     else:
-        say(f"logs kept in {config.work_dir / 'logs'}")
+        keep_logs(config.work_dir, say)
     return status
