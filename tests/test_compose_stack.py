@@ -74,7 +74,11 @@ class Compose:
     def __call__(self, *args: str, files: tuple[Path, ...] = (COMPOSE_FILE,), timeout_s: float = 300.0) -> str:
         command = [*self.cli, "-p", PROJECT, *(a for f in files for a in ("-f", str(f))), *args]
         done = subprocess.run(command, cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=timeout_s)
-        assert done.returncode == 0, f"{shlex.join(command)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
+        if done.returncode != 0:  # the containers' last log lines say why (an unhealthy service, a crash)
+            logs = subprocess.run([*self.cli, "-p", PROJECT, *(a for f in files for a in ("-f", str(f))), "logs", "--no-color", "--tail", "30"],
+                                  cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=60)  # fmt: skip
+            raise AssertionError(f"{shlex.join(command)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}\n"
+                                 f"the containers' last log lines:\n{logs.stdout}{logs.stderr}")
         return done.stdout + done.stderr
 
     def docker(self, *args: str) -> str:

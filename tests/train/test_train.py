@@ -74,6 +74,7 @@ def test_glpft_builds_backbone_then_each_role_and_skips_when_up_to_date(workdir:
     assert (info["role"], info["base"], info["steps"]) == ("caller", "backbone", 2)
     assert info["version"].startswith("t1-")
     assert (out / "planner" / "model.safetensors").exists() and (out / "planner" / "tokenizer.json").exists()
+    assert (out / "planner" / "model.safetensors").stat().st_mode & 0o044 == 0o044  # others may read it (a container's user)
     assert not (out / "planner" / "checkpoints").exists()
     again = glpft.train(recipe, out, workdir, progress=False)
     assert set(again.values()) == {"up to date"}

@@ -9,6 +9,7 @@ newest checkpoint and follows the same batch order, so the result does not depen
 from __future__ import annotations
 
 import json
+import os
 import math
 import shutil
 import time
@@ -132,6 +133,18 @@ def _save_final(out: Path, model: Any, tokenizer: Any, result: RunResult, info: 
     record = {**info, "steps": result.steps, "final_loss": result.final_loss, "target_tokens": result.target_tokens}
     (out / TRAINING_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    _readable_as_umask_allows(out)
+
+
+def _readable_as_umask_allows(out: Path) -> None:
+    """transformers writes ``model.safetensors`` owner-only (0600); a model is meant to be read by
+    other users too (a container's non-root user reading a mounted ``models/`` directory), so
+    each file gets the mode the umask gives a new file (0644 under the usual 022)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    for path in out.iterdir():
+        if path.is_file():
+            path.chmod(0o666 & ~mask)
 
 
 def is_done(out: Path, fingerprint: str) -> bool:
