@@ -227,3 +227,21 @@ def test_the_logs_are_pointed_to_only_when_a_part_wrote_some(tmp_path: Path) -> 
     (ran / "logs" / "planner.log").write_text("started\n")
     keep_logs(ran, said.append)
     assert said[-1] == f"logs kept in {ran / 'logs'}" and (ran / "logs" / "planner.log").exists()
+
+
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM", "SIGHUP"])
+def test_a_stop_signal_interrupts_the_stack_even_if_sigint_started_ignored(signum: str) -> None:
+    import os
+    import signal
+    import time
+
+    from umi.demo.stack import interrupt_on_termination
+
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a background job of a script starts
+    try:
+        with pytest.raises(KeyboardInterrupt), interrupt_on_termination():
+            os.kill(os.getpid(), getattr(signal, signum))
+            time.sleep(0.5)  # the handler runs here
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN  # put back on the way out
+    finally:
+        signal.signal(signal.SIGINT, before)

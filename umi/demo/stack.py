@@ -305,12 +305,14 @@ def _sigint_ignored() -> Iterator[None]:
 
 @contextlib.contextmanager
 def interrupt_on_termination() -> Iterator[None]:
-    """SIGTERM and SIGHUP raise KeyboardInterrupt, as Ctrl-C does, so the same clean-up runs."""
+    """SIGTERM and SIGHUP raise KeyboardInterrupt, as Ctrl-C does, so the same clean-up runs; and
+    SIGINT does even when the process started with it ignored (a job a non-interactive shell put
+    in the background), so `kill -INT` stops the stack as Ctrl-C does."""
 
     def interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
-    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         yield
     finally:
