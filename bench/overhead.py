@@ -51,6 +51,7 @@ import redis
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench.report import write_json  # noqa: E402
 
 from orchestrator.roles import encode_body  # noqa: E402
 from umi.roleapi import CallResponse, ModelInfo, PlanResponse, SummarizeResponse, Usage  # noqa: E402
@@ -449,9 +450,7 @@ def main() -> None:
         "event_loop": "uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
     }  # fmt: skip
     report(results)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_json(args.out, results)
 
 
 if __name__ == "__main__":

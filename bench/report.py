@@ -32,3 +32,10 @@ def write_figures(name: str, result: dict[str, Any]) -> Path:
         print(f"{name}.{key}: {value}")
     print(f"{name}.results: {path.relative_to(RESULTS_DIR.parent.parent)}")
     return path
+
+
+def write_json(path: Path, result: dict[str, Any]) -> None:
+    """Write ``result`` as indented JSON to ``path`` (its folder made) and say so."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(f"wrote {path}")

@@ -36,6 +36,7 @@ import aiohttp
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench.report import write_json  # noqa: E402
 _spec = importlib.util.spec_from_file_location("bench_overhead", ROOT / "bench" / "overhead.py")
 overhead = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
 _spec.loader.exec_module(overhead)  # type: ignore[union-attr]
@@ -168,9 +169,7 @@ def main() -> None:
             if name != "reps":
                 print(f"{name}_c{c} {m['median']:.4g}  [{m['min']:.4g}, {m['max']:.4g}]")
     print(f"prompt_chars {results['prompt_chars']}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_json(args.out, results)
 
 
 if __name__ == "__main__":

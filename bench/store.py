@@ -44,6 +44,7 @@ import redis
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench.report import write_json  # noqa: E402
 _spec = importlib.util.spec_from_file_location("bench_overhead", ROOT / "bench" / "overhead.py")
 overhead = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
 _spec.loader.exec_module(overhead)  # type: ignore[union-attr]
@@ -249,9 +250,7 @@ def main() -> None:
         "load_average_after": overhead.load_average(), "python": sys.version.split()[0],
     }  # fmt: skip
     report(results)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_json(args.out, results)
 
 
 if __name__ == "__main__":
