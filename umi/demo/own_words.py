@@ -25,6 +25,7 @@ question no tool answers, it gave up or answered directly.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import unicodedata
@@ -226,11 +227,13 @@ def corpus_form(question: str, forms: Sequence[str] | None = None) -> str | None
 
         forms = question_forms()
     bare = _bare(question)
-    for form in forms:
-        pattern = re.sub(r"\\\{(\w+)\\\}", lambda m: f"(?:{_SLOT_PATTERNS[m.group(1)]})", re.escape(_bare(form)))
-        if re.fullmatch(pattern, bare):
-            return form
-    return None
+    return next((form for form in forms if _form_pattern(form).fullmatch(bare)), None)
+
+
+@functools.lru_cache(maxsize=1024)
+def _form_pattern(form: str) -> re.Pattern[str]:
+    """A corpus form as a regular expression: its text as written, each placeholder a value."""
+    return re.compile(re.sub(r"\\\{(\w+)\\\}", lambda m: f"(?:{_SLOT_PATTERNS[m.group(1)]})", re.escape(_bare(form))))
 
 
 def v1_tool_docs() -> list[Any]:

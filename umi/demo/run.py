@@ -364,7 +364,8 @@ def run_demo(config: StackConfig, say: Say = print, seed: int = 7, strict: bool 
             stack.check_running()
             say("")
     except KeyboardInterrupt:
-        keep_logs(config.work_dir, say, note="interrupted; ")
+        say("interrupted")
+        keep_logs(config.work_dir, say)
         return 130
     except StackError as exc:
         error = f"the stack: {exc}"

@@ -325,16 +325,14 @@ def new_work_dir() -> Path:
     return Path(tempfile.mkdtemp(prefix="umi-demo-"))
 
 
-def keep_logs(work_dir: Path, say: Say = print, note: str = "") -> None:
+def keep_logs(work_dir: Path, say: Say = print) -> None:
     """After a failure: say where the logs are, or remove ``work_dir`` when no part had started
     yet (a taken port, missing models), so that no empty directory is pointed to."""
     logs = work_dir / "logs"
     if logs.is_dir() and any(logs.iterdir()):
-        say(f"{note}logs kept in {logs}")
+        say(f"logs kept in {logs}")
     else:
         shutil.rmtree(work_dir, ignore_errors=True)
-        if note:
-            say(note.rstrip("; "))
 
 
 @contextlib.contextmanager
