@@ -84,6 +84,7 @@ def test_outcomes_are_judged_by_status_then_by_calls_and_answer() -> None:
     wrong_city = Task(id="w", query="q", expected_calls=[ExpectedCall(name="get_weather", arguments={"city": "Oslo"})])
     partial = ChatOutcome(wrong_city, CHAT, None, 1.0)
     assert partial.reached_expected_status and not partial.verdict()[0]
+    assert "partly right: completed as expected" in outcome_lines(1, partial)[-1]
     assert "but no call get_weather" in outcome_lines(1, partial)[-1]
     lost = ChatOutcome(RIGA, None, "ConnectError: refused", 0.1)
     assert lost.request_failed and not lost.reached_expected_status
