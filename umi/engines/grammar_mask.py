@@ -51,7 +51,8 @@ def grammar_of(structured_outputs: Any) -> str:
     """The llguidance grammar of a ``structured_outputs`` request field.
 
     Raises :class:`StructuredOutputsError` for a value that is not an object, zero or several
-    kinds given (vLLM's messages), an unsupported kind, or a value of the wrong type.
+    kinds given (vLLM's messages), an unsupported kind, a value of the wrong type, or one that
+    does not compile (``structured_outputs.<kind>: Grammar error: <llguidance's message>``).
     """
     if not isinstance(structured_outputs, Mapping):
         raise StructuredOutputsError("structured_outputs: must be an object")
@@ -82,9 +83,15 @@ def grammar_of(structured_outputs: Any) -> str:
     if rules > MAX_GRAMMAR_RULES:
         raise StructuredOutputsError(f"structured_outputs.grammar: {rules} rules, more than this engine takes ({MAX_GRAMMAR_RULES})")
     try:
-        return llguidance.grammar_from(kind, value)  # type: ignore[arg-type]
+        grammar = llguidance.grammar_from(kind, value)  # type: ignore[arg-type]
     except ValueError as exc:
         raise StructuredOutputsError(f"structured_outputs.{kind}: {exc}") from None
+    # Compiled here, without the tokenizer, so that the error names the kind (vLLM's guidance
+    # backend validates the same way at request time: "Grammar error: ...").
+    error = llguidance.LLMatcher.validate_grammar(grammar)
+    if error:
+        raise StructuredOutputsError(f"structured_outputs.{kind}: Grammar error: {error.strip()}")
+    return grammar
 
 
 @functools.lru_cache(maxsize=8)
