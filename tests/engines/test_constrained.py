@@ -133,7 +133,8 @@ def test_cpu_engine_refuses_a_malformed_structured_outputs_field_as_vllm_does(
     loop, engine = cpu_engine
     for spec, message in [({"grammar": "start: x", "regex": "a"}, "only use one kind"), ({}, "must use one kind"),
                           ({"grammar": "start: (("}, "structured_outputs.grammar: Grammar error"),
-                          ({"regex": "a("}, "(?s)structured_outputs.regex: Grammar error: .*unclosed group"), ({"structural_tag": "{}"}, "not supported"),
+                          ({"regex": "a("}, "(?s)structured_outputs.regex: Grammar error: .*unclosed group"),
+                          ({"choice": []}, "structured_outputs.choice: must be a non-empty list"), ({"structural_tag": "{}"}, "not supported"),
                           # a chain of 3,000 rules overflowed llguidance's native stack and killed the server
                           ({"grammar": "start: x0\n" + "".join(f'x{i}: "a" | x{i + 1}\n' for i in range(3000)) + 'x3000: "z"\n'},
                            "structured_outputs.grammar: 3002 rules, more than this engine takes"),

@@ -70,8 +70,9 @@ def grammar_of(structured_outputs: Any) -> str:
     if kind == "json_object":
         return llguidance.LLMatcher.grammar_from_json_schema('{"type": "object"}')
     if kind == "choice":
-        if not isinstance(value, list) or not all(isinstance(c, str) for c in value):
-            raise StructuredOutputsError("structured_outputs.choice: must be a list of strings")
+        if not isinstance(value, list) or not value or not all(isinstance(c, str) for c in value):
+            # an empty list would compile to a grammar that ends every generation at once
+            raise StructuredOutputsError("structured_outputs.choice: must be a non-empty list of strings")
         value = json.dumps(value)
     elif kind == "json":
         value = value if isinstance(value, str) else json.dumps(value)
