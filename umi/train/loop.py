@@ -9,8 +9,8 @@ newest checkpoint and follows the same batch order, so the result does not depen
 from __future__ import annotations
 
 import json
-import os
 import math
+import os
 import shutil
 import time
 from collections.abc import Sequence
