@@ -1,4 +1,4 @@
-"""GLPFT training on a tiny model built from scratch: loss masking, both stages, skip, resume."""
+"""GLPFT training on a tiny model built from scratch: loss masking, both stages, skip, resume, soups."""
 
 from __future__ import annotations
 
@@ -110,3 +110,75 @@ def test_recipe_errors_name_the_key(tmp_path: Path) -> None:
         load_recipe(bad)
     with pytest.raises(RecipeError, match="no such recipe"):
         load_recipe(tmp_path / "missing.toml")
+    bad.write_text('name = "x"\n[stage2.planner]\nsoup = 0\n', encoding="utf-8")
+    with pytest.raises(RecipeError, match="stage2.planner.soup: Input should be greater than or equal to 1"):
+        load_recipe(bad)
+
+
+def _with_backbone(built: Path, out: Path) -> Path:
+    for name in ("backbone", "tokenizer"):
+        shutil.copytree(built / name, out / name)
+    return out
+
+
+def test_a_soup_is_the_mean_of_its_copies_and_its_first_copy_is_the_plain_model(workdir: Path) -> None:
+    from safetensors.torch import load_file
+
+    plain = load_recipe(workdir / "recipe.toml")
+    plain.stage2["planner"].batch_size = 1  # one sample a step: the copies see different orders of the 5 samples
+    plain.stage2["planner"].max_steps = 3
+    glpft.train(plain, workdir / "plain", workdir, only=["backbone", "planner"], progress=False)
+    # a soup's copy K is the plain stage-2 model of the recipe with seed + K, on the same backbone
+    next_seed = plain.model_copy(update={"seed": plain.seed + 1})
+    glpft.train(next_seed, _with_backbone(workdir / "plain", workdir / "next"), workdir, only=["planner"], progress=False)
+    souped = plain.model_copy(deep=True)
+    souped.stage2["planner"].soup = 2
+    out = _with_backbone(workdir / "plain", workdir / "soup")
+    assert glpft.train(souped, out, workdir, only=["planner"], progress=False) == {"backbone": "up to date", "planner": "built"}
+
+    a, b, mean = (load_file(d / "planner" / "model.safetensors") for d in (workdir / "plain", workdir / "next", out))
+    assert any(not torch.equal(a[k], b[k]) for k in a)  # two different fine-tunes
+    for key in a:
+        torch.testing.assert_close(mean[key], (a[key] + b[key]) / 2)
+    info = json.loads((out / "planner" / "training.json").read_text(encoding="utf-8"))
+    assert (info["soup"]["copies"], info["soup"]["seeds"], info["steps"]) == (2, [3, 4], 3)
+    assert info["fingerprint"] == glpft.fingerprints(souped, workdir)["planner"] != glpft.fingerprints(plain, workdir)["planner"]
+    assert not (out / "planner" / "soup").exists()  # the copies are gone once averaged
+    assert glpft.train(souped, out, workdir, only=["planner"], progress=False)["planner"] == "up to date"
+
+
+def test_an_interrupted_soup_keeps_its_finished_copies(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    recipe = load_recipe(workdir / "recipe.toml")
+    recipe.stage2["planner"].soup = 2
+    out = workdir / "models"
+    glpft.train(recipe, out, workdir, only=["backbone"], progress=False)
+
+    def interrupted(dirs: list[Path]) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(glpft, "uniform_soup", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        glpft.train(recipe, out, workdir, only=["planner"], progress=False)
+    assert [p.name for p in sorted((out / "planner" / "soup").iterdir())] == ["copy-0", "copy-1"]
+    monkeypatch.undo()
+    runs: list[Path] = []
+    real_run = loop.run
+    monkeypatch.setattr(loop, "run", lambda *a, **k: runs.append(a[4]) or real_run(*a, **k))
+    assert glpft.train(recipe, out, workdir, only=["planner"], progress=False)["planner"] == "built"
+    assert runs == []  # both copies were reused, only averaged
+    assert not (out / "planner" / "soup").exists()
+
+
+def test_a_soup_refuses_models_of_different_shapes(workdir: Path) -> None:
+    from umi.train.soup import uniform_soup
+
+    recipe = load_recipe(workdir / "recipe.toml")
+    glpft.train(recipe, workdir / "one", workdir, only=["backbone"], progress=False)
+    wider = recipe.model_copy(deep=True)
+    wider.model.scratch.hidden_size = 64
+    shutil.copytree(workdir / "one" / "tokenizer", workdir / "two" / "tokenizer")
+    glpft.train(wider, workdir / "two", workdir, only=["backbone"], progress=False)
+    with pytest.raises(ValueError, match="a soup needs one architecture"):
+        uniform_soup([workdir / "one" / "backbone", workdir / "two" / "backbone"])
+    with pytest.raises(ValueError, match="at least one model"):
+        uniform_soup([])

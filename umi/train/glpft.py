@@ -2,6 +2,8 @@
 
     <out>/backbone        stage 1: one model on the samples of ``stage1.roles`` mixed
     <out>/<name>          stage 2: a copy of the backbone fine-tuned on one role's samples
+    <out>/<name>/soup/copy-K   with ``soup = N``: N such copies (seeds seed + K), kept until
+                          their uniform average is <out>/<name> (umi.train.soup)
 
 A model whose inputs (recipe section, data files, base model) have not changed since it was
 built is skipped. Each model directory holds ``training.json``, with the version its role
@@ -13,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,9 +23,11 @@ from typing import Any
 from umi.format import Sample, build_samples, load_trajectories
 from umi.train import loop
 from umi.train.data import Encoded, encode_sample
-from umi.train.recipe import Recipe, StageSection
+from umi.train.recipe import Recipe, Stage2Section, StageSection
+from umi.train.soup import uniform_soup
 
 BACKBONE = "backbone"
+SOUP_DIR = "soup"
 
 
 def _file_digest(paths: Sequence[str], base: Path) -> str:
@@ -40,13 +45,13 @@ def _fingerprint(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=_plain).encode()).hexdigest()[:16]
 
 
-def _samples(recipe: Recipe, stage: StageSection, roles: Sequence[str], base: Path) -> list[Sample]:
+def _samples(recipe: Recipe, stage: StageSection, roles: Sequence[str], base: Path, seed: int | None = None) -> list[Sample]:
     files = stage.data or recipe.data.train
     trajectories = [t for f in files for t in load_trajectories(base / f)]
     out: list[Sample] = []
     for role in roles:
         out += build_samples(trajectories, role, recipe.data.variant)  # type: ignore[arg-type]
-    random.Random(recipe.seed).shuffle(out)
+    random.Random(recipe.seed if seed is None else seed).shuffle(out)
     return out
 
 
@@ -119,14 +124,14 @@ def fingerprints(recipe: Recipe, base: Path) -> dict[str, str]:
     out = {BACKBONE: backbone_fp}
     for name, stage in recipe.stage2.items():
         digest = _file_digest(stage.data, base) if stage.data else data_digest
-        out[name] = _fingerprint(backbone_fp, name, stage, digest)
+        # A one-copy section fingerprints as it did before `soup` existed: models built then stay up to date.
+        section = stage.model_dump(exclude={"soup"} if stage.soup == 1 else None)
+        out[name] = _fingerprint(backbone_fp, name, section, digest)
     return out
 
 
 def train(recipe: Recipe, out: Path, base: Path, only: Sequence[str] = (), progress: bool = True) -> dict[str, str]:
     """Build what is missing; returns ``{model name: "built" | "up to date"}``."""
-    from transformers import AutoModelForCausalLM
-
     out.mkdir(parents=True, exist_ok=True)
     status: dict[str, str] = {}
     tokenizer = _tokenizer(recipe, out, base)
@@ -155,11 +160,49 @@ def train(recipe: Recipe, out: Path, base: Path, only: Sequence[str] = (), progr
         if loop.is_done(target, fp):
             status[name] = "up to date"
             continue
-        samples = _samples(recipe, stage, [role], base)
-        model = _prepare(AutoModelForCausalLM.from_pretrained(out / BACKBONE), recipe)
         info = {**common, "name": name, "role": role, "version": f"{recipe.version}-{fp[:8]}", "fingerprint": fp,
-                "samples": len(samples), "base": BACKBONE}
-        loop.run(model, tokenizer, _encode(tokenizer, samples, recipe.data.max_length), stage, target,
-                 recipe.seed + 1, f"stage 2 {name}", progress, info)
+                "base": BACKBONE}
+        if stage.soup == 1:
+            _fine_tune(recipe, stage, role, tokenizer, out, base, target, 0, f"stage 2 {name}", progress, info)
+        else:
+            _soup(recipe, stage, role, tokenizer, out, base, target, progress, info)
+        shutil.rmtree(target / SOUP_DIR, ignore_errors=True)  # the copies, once averaged (or left by an older recipe)
         status[name] = "built"
     return status
+
+
+def _fine_tune(recipe: Recipe, stage: Stage2Section, role: str, tokenizer: Any, out: Path, base: Path, target: Path,
+               copy: int, desc: str, progress: bool, info: dict[str, Any]) -> None:
+    """One copy of the backbone fine-tuned on ``role``'s samples; copy K orders the samples by
+    ``seed + K`` and seeds the run with ``seed + 1 + K`` (copy 0 is the plain stage-2 model)."""
+    from transformers import AutoModelForCausalLM
+
+    samples = _samples(recipe, stage, [role], base, recipe.seed + copy)
+    model = _prepare(AutoModelForCausalLM.from_pretrained(out / BACKBONE), recipe)
+    loop.run(model, tokenizer, _encode(tokenizer, samples, recipe.data.max_length), stage, target,
+             recipe.seed + 1 + copy, desc, progress, {**info, "samples": len(samples)})
+
+
+def _soup(recipe: Recipe, stage: Stage2Section, role: str, tokenizer: Any, out: Path, base: Path, target: Path,
+          progress: bool, info: dict[str, Any]) -> None:
+    """``stage.soup`` copies in ``target/soup/copy-K`` (each skipped when already built, so an
+    interrupted soup resumes), then their uniform average in ``target``; the copies are removed."""
+    from transformers import AutoModelForCausalLM
+
+    copies = [target / SOUP_DIR / f"copy-{k}" for k in range(stage.soup)]
+    for k, copy in enumerate(copies):
+        copy_fp = _fingerprint(info["fingerprint"], SOUP_DIR, k)
+        if not loop.is_done(copy, copy_fp):
+            desc = f"stage 2 {info['name']} ({k + 1}/{stage.soup})"
+            _fine_tune(recipe, stage, role, tokenizer, out, base, copy, k, desc, progress, {**info, "fingerprint": copy_fp})
+    records = [json.loads((c / loop.TRAINING_FILE).read_text(encoding="utf-8")) for c in copies]
+    model = AutoModelForCausalLM.from_pretrained(copies[0])
+    # The soup holds every tensor the copies' files hold; a tied head (lm_head = embed_tokens) is
+    # not in them and follows the embeddings, so only unexpected names would be an error.
+    if unexpected := model.load_state_dict(uniform_soup(copies), strict=False).unexpected_keys:
+        raise ValueError(f"{copies[0]}: the soup has parameters the model lacks: {unexpected[:3]}")
+    losses = [r["final_loss"] for r in records]
+    result = loop.RunResult(steps=records[0]["steps"], final_loss=round(sum(losses) / len(losses), 5),
+                            target_tokens=records[0]["target_tokens"], seconds=0.0)
+    soup = {"copies": stage.soup, "seeds": [recipe.seed + k for k in range(stage.soup)], "final_losses": losses}
+    loop.save_final(target, model, tokenizer, result, {**info, "samples": records[0]["samples"], "soup": soup})

@@ -108,7 +108,7 @@ def run(
     bar.close()
     seconds = time.perf_counter() - started
     result = RunResult(steps=steps, final_loss=round(loss_ema, 5), target_tokens=sum(s.target_tokens for s in samples), seconds=round(seconds, 1))
-    _save_final(out, model, tokenizer, result, extra_info or {})
+    save_final(out, model, tokenizer, result, extra_info or {})
     return result
 
 
@@ -125,7 +125,9 @@ def _save_checkpoint(out: Path, step: int, model: Any, optimizer: Any, scheduler
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _save_final(out: Path, model: Any, tokenizer: Any, result: RunResult, info: dict[str, Any]) -> None:
+def save_final(out: Path, model: Any, tokenizer: Any, result: RunResult, info: dict[str, Any]) -> None:
+    """The finished model in ``out``: weights (LoRA merged), tokenizer and ``training.json`` (``info``
+    with the run's steps, final loss and target tokens); its checkpoints are removed."""
     out.mkdir(parents=True, exist_ok=True)
     to_save = model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
     to_save.save_pretrained(out, safe_serialization=True)

@@ -78,6 +78,9 @@ class Stage2Section(StageSection):
 
     role: Literal["planner", "caller", "summarizer"] | None = None  # default: the section's name
     roles: list[PromptRole] = []
+    soup: int = Field(1, ge=1, description=(
+        "fine-tune this many copies of the backbone (data order and initial state from seed + k for copy k)"
+        " and average their weights uniformly: a model soup (Wortsman et al., ICML 2022)"))
 
 
 class Recipe(_Strict):
