@@ -182,3 +182,19 @@ def test_a_soup_refuses_models_of_different_shapes(workdir: Path) -> None:
         uniform_soup([workdir / "one" / "backbone", workdir / "two" / "backbone"])
     with pytest.raises(ValueError, match="at least one model"):
         uniform_soup([])
+    with pytest.raises(ValueError, match="no \\*.safetensors weights"):
+        uniform_soup([workdir / "one" / "tokenizer"])
+
+
+def test_a_soup_reads_sharded_weights(workdir: Path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    from umi.train.soup import uniform_soup
+
+    recipe = load_recipe(workdir / "recipe.toml")
+    glpft.train(recipe, workdir / "m", workdir, only=["backbone"], progress=False)
+    model = AutoModelForCausalLM.from_pretrained(workdir / "m" / "backbone")
+    model.save_pretrained(workdir / "sharded", max_shard_size="20KB")  # as a 7B model is saved: several files
+    assert len(list((workdir / "sharded").glob("model-*.safetensors"))) > 1
+    whole, sharded = uniform_soup([workdir / "m" / "backbone"]), uniform_soup([workdir / "sharded"])
+    assert whole.keys() == sharded.keys() and all(torch.equal(whole[k], sharded[k]) for k in whole)
