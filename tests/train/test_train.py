@@ -103,6 +103,26 @@ def test_interrupted_run_resumes_to_the_same_weights(workdir: Path) -> None:
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_a_checkpoint_of_other_inputs_is_discarded_not_resumed(workdir: Path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    recipe = load_recipe(workdir / "recipe.toml")
+    tok = glpft._tokenizer(recipe, workdir / "m", workdir)
+    samples = glpft._encode(tok, glpft._samples(recipe, recipe.stage1, recipe.stage1.roles, workdir), 1024)
+    edited = recipe.stage1.model_copy(update={"learning_rate": 5e-3})  # the recipe edited after a break
+
+    def fresh():
+        return glpft._new_model(recipe, tok)
+
+    assert loop.run(fresh(), tok, samples, recipe.stage1, workdir / "edited", 3, "e", progress=False,
+                    extra_info={"fingerprint": "before"}, stop_after=2) is None
+    loop.run(fresh(), tok, samples, edited, workdir / "edited", 3, "e", progress=False, extra_info={"fingerprint": "after"})
+    loop.run(fresh(), tok, samples, edited, workdir / "straight", 3, "s", progress=False, extra_info={"fingerprint": "after"})
+    a = AutoModelForCausalLM.from_pretrained(workdir / "straight").state_dict()
+    b = AutoModelForCausalLM.from_pretrained(workdir / "edited").state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_recipe_errors_name_the_key(tmp_path: Path) -> None:
     bad = tmp_path / "r.toml"
     bad.write_text('name = "x"\n[stage1]\nlearning_rat = 1\n', encoding="utf-8")
@@ -112,6 +132,9 @@ def test_recipe_errors_name_the_key(tmp_path: Path) -> None:
         load_recipe(tmp_path / "missing.toml")
     bad.write_text('name = "x"\n[stage2.planner]\nsoup = 0\n', encoding="utf-8")
     with pytest.raises(RecipeError, match="stage2.planner.soup: Input should be greater than or equal to 1"):
+        load_recipe(bad)
+    bad.write_text('name = "x"\n[stage2.planner]\nsoup = true\n', encoding="utf-8")  # not silently 1
+    with pytest.raises(RecipeError, match="stage2.planner.soup: Input should be a valid integer"):
         load_recipe(bad)
 
 
@@ -167,6 +190,20 @@ def test_an_interrupted_soup_keeps_its_finished_copies(workdir: Path, monkeypatc
     assert glpft.train(recipe, out, workdir, only=["planner"], progress=False)["planner"] == "built"
     assert runs == []  # both copies were reused, only averaged
     assert not (out / "planner" / "soup").exists()
+
+
+def test_ctrl_c_during_umi_train_says_how_to_resume(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    from umi.cli import main
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(glpft, "train", interrupted)
+    code = main(["train", "--recipe", str(workdir / "recipe.toml"), "--out", str(workdir / "models")])
+    err = capsys.readouterr().err
+    assert code == 130 and "interrupted: the same command resumes" in err and "Traceback" not in err
 
 
 def test_a_soup_refuses_models_of_different_shapes(workdir: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.recipe)
     base = Path(args.data_root) if args.data_root else Path(args.recipe).resolve().parent
     started = time.perf_counter()
-    status = train(recipe, Path(args.out), base, only=args.only or (), progress=not args.quiet)
+    try:
+        status = train(recipe, Path(args.out), base, only=args.only or (), progress=not args.quiet)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: the same command resumes (finished models and soup copies are kept, a run in "
+              f"progress continues from its last checkpoint, every save_every steps) -> {args.out}", file=sys.stderr)
+        return 130
     for name, state in status.items():
         print(f"{name}: {state}")
     print(f"done in {time.perf_counter() - started:.0f}s -> {args.out}")

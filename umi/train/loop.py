@@ -1,9 +1,11 @@
 """One fine-tuning run: AdamW with a cosine schedule, checkpoints, resume, a progress bar.
 
 A run writes ``<out>/checkpoints/step-N`` every ``save_every`` optimizer steps (model, optimizer,
-scheduler and position; the last two are kept) and, at the end, the model and tokenizer in
-``<out>`` with ``training.json``. Started again after an interruption, it resumes from the
-newest checkpoint and follows the same batch order, so the result does not depend on the break.
+scheduler, position and the run's fingerprint; the last two are kept) and, at the end, the model
+and tokenizer in ``<out>`` with ``training.json``. Started again after an interruption, it
+resumes from the newest checkpoint and follows the same batch order, so the result does not
+depend on the break; checkpoints of other inputs (another fingerprint: the recipe was edited)
+are discarded and the run starts over.
 """
 
 from __future__ import annotations
@@ -54,7 +56,8 @@ def run(
     desc: str, progress: bool = True, extra_info: dict[str, Any] | None = None, stop_after: int | None = None,
 ) -> RunResult | None:
     """Train to ``total_steps``; with ``stop_after``, save a checkpoint at that step and return None
-    (a time-boxed or interrupted run; the next call resumes there)."""
+    (a time-boxed or interrupted run; the next call resumes there). A checkpoint saved under
+    another ``extra_info["fingerprint"]`` is discarded: the run starts from step 0."""
     import torch
     from transformers import get_cosine_schedule_with_warmup
 
@@ -66,9 +69,14 @@ def run(
     optimizer = torch.optim.AdamW(params, lr=stage.learning_rate, weight_decay=stage.weight_decay)
     scheduler = get_cosine_schedule_with_warmup(optimizer, int(stage.warmup_ratio * steps), steps)
     step, loss_ema = 0, float("nan")
+    fingerprint = (extra_info or {}).get("fingerprint")
     checkpoints = _checkpoints(out)
     if checkpoints:
         state = torch.load(checkpoints[-1] / "state.pt", map_location=device, weights_only=False)
+        if state.get("fingerprint") != fingerprint:  # saved by a run of other inputs
+            shutil.rmtree(out / "checkpoints", ignore_errors=True)
+            checkpoints = []
+    if checkpoints:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -100,11 +108,11 @@ def run(
             rate = tokens / max(1e-9, time.perf_counter() - started)
             bar.set_postfix(loss=f"{loss_ema:.4f}", tok_s=f"{rate:,.0f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
         if stop_after is not None and step >= stop_after and step < steps:
-            _save_checkpoint(out, step, model, optimizer, scheduler, loss_ema)
+            _save_checkpoint(out, step, model, optimizer, scheduler, loss_ema, fingerprint)
             bar.close()
             return None
         if stage.save_every and step % stage.save_every == 0 and step < steps:
-            _save_checkpoint(out, step, model, optimizer, scheduler, loss_ema)
+            _save_checkpoint(out, step, model, optimizer, scheduler, loss_ema, fingerprint)
     bar.close()
     seconds = time.perf_counter() - started
     result = RunResult(steps=steps, final_loss=round(loss_ema, 5), target_tokens=sum(s.target_tokens for s in samples), seconds=round(seconds, 1))
@@ -112,13 +120,14 @@ def run(
     return result
 
 
-def _save_checkpoint(out: Path, step: int, model: Any, optimizer: Any, scheduler: Any, loss_ema: float) -> None:
+def _save_checkpoint(out: Path, step: int, model: Any, optimizer: Any, scheduler: Any, loss_ema: float,
+                     fingerprint: str | None) -> None:
     import torch
 
     target = out / "checkpoints" / f"step-{step}"
     target.mkdir(parents=True, exist_ok=True)
     state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-             "step": step, "loss_ema": loss_ema}
+             "step": step, "loss_ema": loss_ema, "fingerprint": fingerprint}
     torch.save(state, target / "state.pt.tmp")
     (target / "state.pt.tmp").replace(target / "state.pt")
     for old in _checkpoints(out)[:-KEEP_CHECKPOINTS]:

@@ -17,7 +17,7 @@ ROLES: tuple[Literal["planner", "caller", "summarizer"], ...] = ("planner", "cal
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class ScratchModel(_Strict):
