@@ -196,11 +196,13 @@ def _soup(recipe: Recipe, stage: Stage2Section, role: str, tokenizer: Any, out: 
             desc = f"stage 2 {info['name']} ({k + 1}/{stage.soup})"
             _fine_tune(recipe, stage, role, tokenizer, out, base, copy, k, desc, progress, {**info, "fingerprint": copy_fp})
     records = [json.loads((c / loop.TRAINING_FILE).read_text(encoding="utf-8")) for c in copies]
+    weights = uniform_soup(copies)  # before the model is loaded: the sum and one copy at a time, at most
     model = AutoModelForCausalLM.from_pretrained(copies[0])
     # The soup holds every tensor the copies' files hold; a tied head (lm_head = embed_tokens) is
     # not in them and follows the embeddings, so only unexpected names would be an error.
-    if unexpected := model.load_state_dict(uniform_soup(copies), strict=False).unexpected_keys:
+    if unexpected := model.load_state_dict(weights, strict=False).unexpected_keys:
         raise ValueError(f"{copies[0]}: the soup has parameters the model lacks: {unexpected[:3]}")
+    del weights
     losses = [r["final_loss"] for r in records]
     result = loop.RunResult(steps=records[0]["steps"], final_loss=round(sum(losses) / len(losses), 5),
                             target_tokens=records[0]["target_tokens"], seconds=0.0)

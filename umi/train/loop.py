@@ -70,13 +70,7 @@ def run(
     scheduler = get_cosine_schedule_with_warmup(optimizer, int(stage.warmup_ratio * steps), steps)
     step, loss_ema = 0, float("nan")
     fingerprint = (extra_info or {}).get("fingerprint")
-    checkpoints = _checkpoints(out)
-    if checkpoints:
-        state = torch.load(checkpoints[-1] / "state.pt", map_location=device, weights_only=False)
-        if state.get("fingerprint") != fingerprint:  # saved by a run of other inputs
-            shutil.rmtree(out / "checkpoints", ignore_errors=True)
-            checkpoints = []
-    if checkpoints:
+    if state := _resume_state(out, device, fingerprint):
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -118,6 +112,21 @@ def run(
     result = RunResult(steps=steps, final_loss=round(loss_ema, 5), target_tokens=sum(s.target_tokens for s in samples), seconds=round(seconds, 1))
     save_final(out, model, tokenizer, result, extra_info or {})
     return result
+
+
+def _resume_state(out: Path, device: Any, fingerprint: str | None) -> dict[str, Any] | None:
+    """The newest checkpoint's state, or None: none saved, or saved by a run of other inputs (its
+    fingerprint differs: the recipe was edited), whose checkpoints are then removed."""
+    import torch
+
+    checkpoints = _checkpoints(out)
+    if not checkpoints:
+        return None
+    state: dict[str, Any] = torch.load(checkpoints[-1] / "state.pt", map_location=device, weights_only=False)
+    if state.get("fingerprint") != fingerprint:
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)
+        return None
+    return state
 
 
 def _save_checkpoint(out: Path, step: int, model: Any, optimizer: Any, scheduler: Any, loss_ema: float,

@@ -28,7 +28,7 @@ def _weights(model_dir: Path) -> dict[str, Any]:
 def uniform_soup(model_dirs: Sequence[Path]) -> dict[str, Any]:
     """``{parameter name: float32 tensor}``: the mean of the models' weights (safetensors, one
     file or shards) over the directories. Holds the sum in float32 plus one model at a time
-    (a 7B model: about 28 GB + 14 GB of CPU memory). Raises ValueError when there are no
+    (a 7B model in bfloat16: about 28 GB + 14 GB of CPU memory). Raises ValueError when there are no
     directories, a directory has no weights, or the parameter names or shapes differ (models
     of different architectures cannot be averaged)."""
     if not model_dirs:
@@ -41,4 +41,6 @@ def uniform_soup(model_dirs: Sequence[Path]) -> dict[str, Any]:
         for key, tensor in weights.items():
             total[key] = total[key] + tensor.float() if key in total else tensor.float().clone()
         del weights
-    return {key: tensor / len(model_dirs) for key, tensor in total.items()}
+    for tensor in total.values():
+        tensor.div_(len(model_dirs))  # in place: no second float32 copy of the model
+    return total
