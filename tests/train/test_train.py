@@ -138,6 +138,22 @@ def test_recipe_errors_name_the_key(tmp_path: Path) -> None:
         load_recipe(bad)
 
 
+def test_a_stage_without_samples_is_an_error_naming_it_not_a_hang(workdir: Path) -> None:
+    from umi.train.data import epochs_of_batches
+
+    (workdir / "empty.json").write_text("[]", encoding="utf-8")
+    recipe = load_recipe(workdir / "recipe.toml")
+    nothing = recipe.model_copy(update={"data": recipe.data.model_copy(update={"train": ["empty.json"]})})
+    with pytest.raises(RecipeError, match="stage1: no samples of backbone, planner, caller, summarizer to train on in empty.json"):
+        glpft.train(nothing, workdir / "none", workdir, progress=False)
+    glpft.train(recipe, workdir / "models", workdir, only=["backbone"], progress=False)
+    recipe.stage2["planner"].data = ["empty.json"]
+    with pytest.raises(RecipeError, match="stage2.planner: no samples of planner to train on in empty.json"):
+        glpft.train(recipe, workdir / "models", workdir, only=["planner"], progress=False)
+    with pytest.raises(ValueError, match="no samples"):
+        next(epochs_of_batches([], 4, 0))
+
+
 def _with_backbone(built: Path, out: Path) -> Path:
     for name in ("backbone", "tokenizer"):
         shutil.copytree(built / name, out / name)

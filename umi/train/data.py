@@ -67,6 +67,9 @@ def collate(items: Sequence[Encoded], pad_id: int) -> dict[str, Any]:
 
 
 def epochs_of_batches(lengths: Sequence[int], batch_size: int, seed: int) -> Iterator[list[int]]:
+    """Batches epoch after epoch, without end; ValueError for no samples (it would never yield)."""
+    if not lengths:
+        raise ValueError("no samples to make batches of")
     epoch = 0
     while True:
         yield from batch_order(lengths, batch_size, seed, epoch)

@@ -23,7 +23,7 @@ from typing import Any
 from umi.format import Sample, build_samples, load_trajectories
 from umi.train import loop
 from umi.train.data import Encoded, encode_sample
-from umi.train.recipe import Recipe, Stage2Section, StageSection
+from umi.train.recipe import Recipe, RecipeError, Stage2Section, StageSection
 from umi.train.soup import uniform_soup
 
 BACKBONE = "backbone"
@@ -53,6 +53,18 @@ def _samples(recipe: Recipe, stage: StageSection, roles: Sequence[str], base: Pa
         out += build_samples(trajectories, role, recipe.data.variant)  # type: ignore[arg-type]
     random.Random(recipe.seed if seed is None else seed).shuffle(out)
     return out
+
+
+def _training_samples(recipe: Recipe, stage: StageSection, roles: Sequence[str], base: Path, where: str,
+                      seed: int | None = None) -> list[Sample]:
+    """The samples a run trains on; RecipeError naming the section when there are none (a run on
+    no samples would wait forever for its first batch)."""
+    samples = _samples(recipe, stage, roles, base, seed)
+    if not samples:
+        files = stage.data or recipe.data.train
+        source = f"in {', '.join(files)}" if files else "(no data files: set data.train or this section's data)"
+        raise RecipeError(f"{where}: no samples of {', '.join(roles)} to train on {source}")
+    return samples
 
 
 def _tokenizer(recipe: Recipe, out: Path, base: Path) -> Any:
@@ -143,7 +155,7 @@ def train(recipe: Recipe, out: Path, base: Path, only: Sequence[str] = (), progr
     if loop.is_done(target, backbone_fp):
         status[BACKBONE] = "up to date"
     elif not only or BACKBONE in only:
-        samples = _samples(recipe, recipe.stage1, recipe.stage1.roles, base)
+        samples = _training_samples(recipe, recipe.stage1, recipe.stage1.roles, base, "stage1")
         model = _prepare(_new_model(recipe, tokenizer), recipe)
         info = {**common, "name": BACKBONE, "role": "backbone", "version": f"{recipe.version}-{backbone_fp[:8]}",
                 "fingerprint": backbone_fp, "samples": len(samples), "roles": list(recipe.stage1.roles)}
@@ -177,7 +189,7 @@ def _fine_tune(recipe: Recipe, stage: Stage2Section, role: str, tokenizer: Any, 
     ``seed + K`` and seeds the run with ``seed + 1 + K`` (copy 0 is the plain stage-2 model)."""
     from transformers import AutoModelForCausalLM
 
-    samples = _samples(recipe, stage, [role], base, recipe.seed + copy)
+    samples = _training_samples(recipe, stage, [role], base, f"stage2.{info['name']}", recipe.seed + copy)
     model = _prepare(AutoModelForCausalLM.from_pretrained(out / BACKBONE), recipe)
     loop.run(model, tokenizer, _encode(tokenizer, samples, recipe.data.max_length), stage, target,
              recipe.seed + 1 + copy, desc, progress, {**info, "samples": len(samples)})
