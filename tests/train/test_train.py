@@ -154,6 +154,12 @@ def test_a_stage_without_samples_is_an_error_naming_it_not_a_hang(workdir: Path)
         next(epochs_of_batches([], 4, 0))
 
 
+def test_stage_2_without_a_built_backbone_says_so_at_once(workdir: Path) -> None:
+    recipe = load_recipe(workdir / "recipe.toml")
+    with pytest.raises(RecipeError, match="stage2.planner: no backbone in .*backbone to fine-tune: build it first"):
+        glpft.train(recipe, workdir / "fresh", workdir, only=["planner"], progress=False)
+
+
 def _with_backbone(built: Path, out: Path) -> Path:
     for name in ("backbone", "tokenizer"):
         shutil.copytree(built / name, out / name)

@@ -100,7 +100,7 @@ def judge(task: Task, chat: dict[str, Any]) -> tuple[bool, list[str], int]:
         reasons.append(f"status {chat.get('status')!r}, expected {task.expected_status!r}")
     for exp in task.expected_calls:
         if not any(c.get("name") == exp.name and _same(exp.arguments, c.get("arguments") or {}) for c in calls):
-            reasons.append(f"no call {exp.name}({json.dumps(exp.arguments)})")
+            reasons.append(f"no call {exp.name}({json.dumps(exp.arguments, ensure_ascii=False)})")
     answer = (chat.get("answer") or "").lower()
     for value in task.expected_answer:
         if value.lower() not in answer:

@@ -166,6 +166,9 @@ def train(recipe: Recipe, out: Path, base: Path, only: Sequence[str] = (), progr
     for name, stage in recipe.stage2.items():
         if only and name not in only:
             continue
+        if not (out / BACKBONE / "config.json").is_file():  # else from_pretrained asks the hub for "<out>/backbone"
+            raise RecipeError(f"stage2.{name}: no backbone in {out / BACKBONE} to fine-tune: build it first "
+                              f"(umi train without --only, or with --only {BACKBONE})")
         role = recipe.stage2_role(name)
         fp = prints[name]
         target = out / name
